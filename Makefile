@@ -1,0 +1,26 @@
+# Set-up and entry points. `make demo` and `make test` create .venv on first use.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean-venv
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[export,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m kws_jax.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/model_speed.py
+	$(BIN)/python benchmarks/frontend_speed.py
+
+clean-venv:
+	rm -rf $(VENV)
