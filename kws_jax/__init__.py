@@ -1,0 +1,1 @@
+"""kws_jax: streaming keyword spotting in JAX."""

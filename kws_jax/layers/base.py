@@ -1,0 +1,200 @@
+"""The streaming contract shared by every layer and model.
+
+A layer maps a sequence ``x: [batch, time, *in_shape]`` to
+``y: [batch, time_out, *out_shape]`` in two forms that compute the same thing:
+
+* full-window: ``apply(params, x, train=..., rng=...)`` over the whole sequence;
+* streaming: ``init_state(batch_size, in_shape)`` and
+  ``step(params, state, frame) -> (state, out)`` with ``frame: [batch,
+  block_size, *in_shape]`` and ``out: [batch, 1, *out_shape]``. The argument
+  order fits ``jax.lax.scan`` directly (see ``scan_steps``).
+
+Geometry. Every step consumes ``block_size`` input frames and emits one output
+frame. The full-window form uses "valid" time padding: it only emits frames
+whose whole receptive field lies inside ``x``. A stream started from
+``init_state`` therefore first emits ``lookback`` warm-up frames (computed on
+the zero state) and from then on output ``lookback + i`` of the stream equals
+output ``i`` of the full-window form:
+
+    scan_steps(layer, params, x)[:, lookback:] == apply(params, x)
+
+For ``time`` a multiple of ``block_size`` the full-window output has
+``output_length(time) = time // block_size - lookback`` frames. Layers padded
+causally in time have ``lookback == 0``: both forms agree frame for frame.
+
+Everything is a pure function of explicit pytrees: params and state go in and
+come out; layers themselves are frozen, hashable dataclasses that only hold
+configuration, so they can be closed over or passed as static jit arguments.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Shape = tuple[int, ...]
+Params = Any  # A pytree of arrays (nested dicts), `{}` for layers without weights.
+State = Any  # A pytree of arrays, `()` for stateless layers.
+
+
+class Layer(abc.ABC):
+  """Base class of streaming layers; see the module docstring for the contract.
+
+  Subclasses are frozen dataclasses with a ``name`` field. They override
+  ``apply`` and, where they have weights, ``init`` and ``output_shape``;
+  stateful layers also override ``init_state``, ``step`` and ``lookback``.
+  """
+
+  name: str
+
+  # -- Geometry ---------------------------------------------------------------
+
+  @property
+  def block_size(self) -> int:
+    """Input frames consumed by one ``step``."""
+    return 1
+
+  @property
+  def lookback(self) -> int:
+    """Warm-up output frames of a stream that have no full-window counterpart."""
+    return 0
+
+  def output_length(self, length: int) -> int:
+    """Frames of ``apply``'s output for ``length`` input frames.
+
+    Raises:
+      ValueError: if the input is too short to produce one output frame.
+    """
+    out = length // self.block_size - self.lookback
+    if out < 1:
+      needed = (self.lookback + 1) * self.block_size
+      raise ValueError(
+          f'{self.name}: needs at least {needed} input frames in time to '
+          f'produce one output frame, but only {length} remain.')
+    return out
+
+  def output_shape(self, in_shape: Shape) -> Shape:
+    """Per-frame output shape for a per-frame input shape (no batch/time)."""
+    return tuple(in_shape)
+
+  # -- Parameters -------------------------------------------------------------
+
+  def init(self, rng: Array, in_shape: Shape) -> Params:
+    """Returns freshly initialized parameters for frames of ``in_shape``."""
+    del rng, in_shape
+    return {}
+
+  # -- Full-window form -------------------------------------------------------
+
+  @abc.abstractmethod
+  def apply(self, params: Params, x: Array, *, train: bool = False,
+            rng: Array | None = None) -> Array:
+    """Full-window form: ``[batch, time, *in]`` -> ``[batch, time_out, *out]``."""
+
+  # -- Streaming form ---------------------------------------------------------
+
+  def init_state(self, batch_size: int, in_shape: Shape,
+                 dtype: Any = jnp.float32) -> State:
+    """Zero streaming state for ``batch_size`` streams of ``in_shape`` frames."""
+    del batch_size, in_shape, dtype
+    return ()
+
+  def step(self, params: Params, state: State,
+           frame: Array) -> tuple[State, Array]:
+    """One streaming step: ``frame [batch, block_size, *in]`` -> ``[batch, 1, *out]``.
+
+    The default suits stateless, frame-wise layers (``lookback == 0``,
+    ``block_size == 1``): it applies the full-window form to the frame.
+    """
+    return state, self.apply(params, frame)
+
+
+def check_frame(layer_name: str, frame: Array, expected_shape: Sequence[int],
+                expected_dtype: Any = None, what: str = 'frame') -> None:
+  """Raises a ValueError naming the layer if ``frame`` has the wrong shape or dtype.
+
+  Shapes are static under ``jit``, so this check costs nothing at run time.
+  """
+  expected_shape = tuple(int(d) for d in expected_shape)
+  if tuple(frame.shape) != expected_shape:
+    raise ValueError(
+        f'{layer_name}: {what} has shape {tuple(frame.shape)}, expected '
+        f'{expected_shape}.')
+  if expected_dtype is not None and frame.dtype != jnp.dtype(expected_dtype):
+    raise ValueError(
+        f'{layer_name}: {what} has dtype {frame.dtype}, expected '
+        f'{jnp.dtype(expected_dtype)}.')
+
+
+def check_floating(layer_name: str, x: Array, what: str = 'input') -> None:
+  """Raises a ValueError naming the layer unless ``x`` has a floating dtype."""
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(
+        f'{layer_name}: {what} has dtype {x.dtype}, expected a floating dtype '
+        '(for example float32).')
+
+
+def check_rank(layer_name: str, x: Array, in_rank: int, what: str = 'input'
+               ) -> None:
+  """Raises unless ``x`` is ``[batch, time, *frame]`` with ``in_rank`` frame axes."""
+  if x.ndim != in_rank + 2:
+    raise ValueError(
+        f'{layer_name}: {what} has shape {tuple(x.shape)} (rank {x.ndim}), '
+        f'expected rank {in_rank + 2}: [batch, time] plus {in_rank} feature '
+        'axes.')
+
+
+def check_choice(layer_name: str, field: str, value: Any,
+                 choices: Sequence[Any]) -> None:
+  """Raises a ValueError naming the layer unless ``value`` is one of ``choices``."""
+  if value not in choices:
+    raise ValueError(
+        f'{layer_name}: {field} is {value!r}, expected one of '
+        f'{", ".join(map(repr, choices))}.')
+
+
+def scan_steps(layer: Layer, params: Params, x: Array,
+               state: State | None = None) -> tuple[State, Array]:
+  """Streams ``x`` through ``layer.step`` with ``jax.lax.scan``.
+
+  Args:
+    layer: any object following the streaming contract.
+    params: the layer's parameters.
+    x: ``[batch, time, *in_shape]``, ``time`` a multiple of ``layer.block_size``.
+    state: initial state; zeros from ``init_state`` when omitted.
+
+  Returns:
+    ``(final_state, y)`` with ``y: [batch, time // block_size, *out_shape]``.
+  """
+  batch, time = x.shape[:2]
+  block = layer.block_size
+  if time % block:
+    raise ValueError(
+        f'{layer.name}: stream length {time} is not a multiple of the block '
+        f'size {block} consumed by one step.')
+  if state is None:
+    state = layer.init_state(batch, tuple(x.shape[2:]), x.dtype)
+  blocks = x.reshape(batch, time // block, block, *x.shape[2:])
+  blocks = jnp.moveaxis(blocks, 1, 0)  # [steps, batch, block, ...]
+  state, ys = jax.lax.scan(lambda s, f: layer.step(params, s, f), state, blocks)
+  ys = jnp.moveaxis(ys, 0, 1)  # [batch, steps, 1, ...]
+  return state, ys.reshape(batch, ys.shape[1], *ys.shape[3:])
+
+
+def shift_in(buffer: Array, frame: Array) -> Array:
+  """Appends ``frame`` to a time buffer and drops as many of its oldest frames.
+
+  ``buffer: [batch, n, ...]``, ``frame: [batch, k, ...]`` with ``k <= n``.
+  """
+  return jnp.concatenate([buffer[:, frame.shape[1]:], frame], axis=1)
+
+
+def count_params(params: Params) -> int:
+  """Number of scalars in a parameter pytree."""
+  return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))

@@ -1,0 +1,226 @@
+"""Conv2D over (time, feature), streamed through a buffer of past frames.
+
+Parameters follow Keras: ``kernel [k_time, k_feat, in_channels, filters]`` and
+``bias [filters]``, so weights trained with kws_streaming load unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from kws_jax.layers import base
+from kws_jax.layers.activations import get_activation
+from kws_jax.layers.core import cast_operands, matmul
+
+Array = jax.Array
+
+TIME_PADDINGS = ('valid', 'causal')
+FEATURE_PADDINGS = ('valid', 'same')
+IMPLEMENTATIONS = ('im2col', 'xla')
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv2D(base.Layer):
+  """2-D convolution over ``[batch, time, feature, channels]``.
+
+  Time: stride 1, dilation ``dilation[0]``; ``time_padding='valid'`` (as
+  kws_streaming's Stream(Conv2D)) or ``'causal'`` (left-padded with zeros, so
+  the output has as many frames as the input). Feature: stride and dilation as
+  given; ``feature_padding='same'`` pads ``dilated_kernel - stride`` zeros
+  split left/right as kws_streaming's ``pad_freq_dim='same'``.
+
+  Streaming: the state is a buffer of the last
+  ``span = dilation[0] * (kernel_size[0] - 1) + 1`` frames
+  ``[batch, span, feature, channels]`` (the new frame included, as in
+  kws_streaming); a layer with ``span == 1`` is stateless. ``lookback`` is
+  ``span - 1`` for valid padding and 0 for causal padding.
+
+  ``implementation='im2col'`` gathers the kernel taps with shifted slices and
+  does one matmul (fast on CPU, exports to TFLite as slices + FULLY_CONNECTED);
+  ``'xla'`` uses ``lax.conv_general_dilated``.
+  """
+
+  name: str
+  filters: int
+  kernel_size: tuple[int, int]
+  dilation: tuple[int, int] = (1, 1)
+  strides: tuple[int, int] = (1, 1)
+  activation: str = 'linear'
+  time_padding: str = 'valid'
+  feature_padding: str = 'valid'
+  use_bias: bool = True
+  implementation: str = 'im2col'
+  compute_dtype: str | None = None
+
+  def __post_init__(self):
+    for field in ('kernel_size', 'dilation', 'strides'):
+      value = getattr(self, field)
+      if (not isinstance(value, tuple) or len(value) != 2 or
+          not all(isinstance(v, int) and v >= 1 for v in value)):
+        raise ValueError(
+            f'{self.name}: {field} is {value!r}, expected a pair of positive '
+            'ints (time, feature).')
+    if self.strides[0] != 1:
+      raise ValueError(
+          f'{self.name}: stride in time is {self.strides[0]}, but a streaming '
+          'Conv2D steps one frame at a time; use strides (1, s) and a larger '
+          'window_stride_ms in the frontend to reduce the frame rate.')
+    if not isinstance(self.filters, int) or self.filters < 1:
+      raise ValueError(
+          f'{self.name}: filters is {self.filters!r}, expected a positive int.')
+    base.check_choice(self.name, 'time_padding', self.time_padding, TIME_PADDINGS)
+    base.check_choice(self.name, 'feature_padding', self.feature_padding,
+                  FEATURE_PADDINGS)
+    base.check_choice(self.name, 'implementation', self.implementation,
+                  IMPLEMENTATIONS)
+    get_activation(self.activation, owner=self.name)
+
+  # -- Geometry ---------------------------------------------------------------
+
+  @property
+  def span(self) -> int:
+    """Frames in time covered by the dilated kernel."""
+    return self.dilation[0] * (self.kernel_size[0] - 1) + 1
+
+  @property
+  def _feature_span(self) -> int:
+    return self.dilation[1] * (self.kernel_size[1] - 1) + 1
+
+  @property
+  def lookback(self) -> int:
+    return self.span - 1 if self.time_padding == 'valid' else 0
+
+  def _feature_pads(self) -> tuple[int, int]:
+    if self.feature_padding == 'valid':
+      return 0, 0
+    total = max(self._feature_span - self.strides[1], 0)
+    return total // 2, total - total // 2
+
+  def _output_features(self, features: int) -> int:
+    padded = features + sum(self._feature_pads())
+    out = (padded - self._feature_span) // self.strides[1] + 1
+    if out < 1:
+      raise ValueError(
+          f'{self.name}: kernel {self.kernel_size[1]} with dilation '
+          f'{self.dilation[1]} spans {self._feature_span} features, but only '
+          f'{features} remain in the feature axis '
+          f'({self.feature_padding} padding). Use a smaller kernel, dilation '
+          'or stride in the feature axis, or more features.')
+    return out
+
+  def output_length(self, length: int) -> int:
+    if length - self.lookback < 1:
+      raise ValueError(
+          f'{self.name}: kernel {self.kernel_size[0]} with dilation '
+          f'{self.dilation[0]} spans {self.span} frames in time, but only '
+          f'{length} remain in the time axis. Use a smaller kernel or '
+          'dilation in time, a longer clip or a shorter window stride.')
+    return length - self.lookback
+
+  def output_shape(self, in_shape: base.Shape) -> base.Shape:
+    if len(in_shape) != 2:
+      raise ValueError(
+          f'{self.name}: frames have shape {tuple(in_shape)}, expected '
+          '(feature, channels).')
+    return (self._output_features(in_shape[0]), self.filters)
+
+  # -- Parameters -------------------------------------------------------------
+
+  def init(self, rng: Array, in_shape: base.Shape) -> base.Params:
+    self.output_shape(in_shape)
+    kernel_shape = (*self.kernel_size, in_shape[1], self.filters)
+    params = {'kernel': jax.nn.initializers.glorot_uniform()(
+        rng, kernel_shape, jnp.float32)}
+    if self.use_bias:
+      params['bias'] = jnp.zeros((self.filters,), jnp.float32)
+    return params
+
+  # -- Forms ------------------------------------------------------------------
+
+  def apply(self, params: base.Params, x: Array, *, train: bool = False,
+            rng: Array | None = None) -> Array:
+    del train, rng
+    base.check_rank(self.name, x, 2)
+    self._check_channels(params, x.shape[-1])
+    if self.time_padding == 'causal':
+      x = jnp.pad(x, ((0, 0), (self.span - 1, 0), (0, 0), (0, 0)))
+    self.output_length(x.shape[1])
+    return self._valid_conv(params, x)
+
+  def init_state(self, batch_size: int, in_shape: base.Shape,
+                 dtype: Any = jnp.float32) -> base.State:
+    if self.span == 1:
+      return ()
+    return jnp.zeros((batch_size, self.span, *in_shape), dtype)
+
+  def step(self, params: base.Params, state: base.State,
+           frame: Array) -> tuple[base.State, Array]:
+    if self.span == 1:
+      base.check_rank(self.name, frame, 2, 'frame')
+      base.check_frame(self.name, frame, (frame.shape[0], 1, *frame.shape[2:]))
+      self._check_channels(params, frame.shape[-1])
+      return state, self._valid_conv(params, frame)
+    batch, _, *frame_shape = state.shape
+    base.check_frame(self.name, frame, (batch, 1, *frame_shape), state.dtype)
+    buffer = base.shift_in(state, frame)
+    return buffer, self._valid_conv(params, buffer)
+
+  # -- Implementation ---------------------------------------------------------
+
+  def _check_channels(self, params: base.Params, channels: int) -> None:
+    expected = params['kernel'].shape[2]
+    if channels != expected:
+      raise ValueError(
+          f'{self.name}: input has {channels} channels, expected {expected} '
+          '(the kernel\'s input channels).')
+
+  def _valid_conv(self, params: base.Params, x: Array) -> Array:
+    """Valid convolution in time of ``x [batch, time, feature, channels]``."""
+    x = jnp.pad(x, ((0, 0), (0, 0), self._feature_pads(), (0, 0)))
+    time_out = x.shape[1] - self.span + 1
+    feature_out = self._output_features(x.shape[2] - sum(self._feature_pads()))
+    kernel = params['kernel']
+    if self.implementation == 'xla':
+      lhs, rhs = cast_operands(x, kernel, self.compute_dtype)
+      y = jax.lax.conv_general_dilated(
+          lhs, rhs, window_strides=self.strides, padding='VALID',
+          rhs_dilation=self.dilation,
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+          preferred_element_type=x.dtype)
+    else:
+      patches = im2col(x, self.kernel_size, self.dilation, self.strides[1],
+                       time_out, feature_out)
+      y = matmul(patches, kernel.reshape(-1, self.filters), self.compute_dtype)
+    if self.use_bias:
+      y = y + params['bias']
+    return get_activation(self.activation)(y)
+
+
+def im2col(x: Array, kernel_size: tuple[int, int], dilation: tuple[int, int],
+           feature_stride: int, time_out: int, feature_out: int) -> Array:
+  """Kernel taps of a valid convolution as channels.
+
+  Args:
+    x: ``[batch, time, feature, channels]``.
+    kernel_size, dilation: ``(time, feature)`` pairs.
+    feature_stride: stride in the feature axis.
+    time_out, feature_out: output size of the valid convolution.
+
+  Returns:
+    ``[batch, time_out, feature_out, k_time * k_feat * channels]`` with taps
+    ordered (time, feature, channel), matching a Keras kernel reshaped to
+    ``[k_time * k_feat * channels, filters]``.
+  """
+  taps = []
+  for i in range(kernel_size[0]):
+    t0 = i * dilation[0]
+    for j in range(kernel_size[1]):
+      f0 = j * dilation[1]
+      taps.append(x[:, t0:t0 + time_out,
+                    f0:f0 + (feature_out - 1) * feature_stride + 1:
+                    feature_stride])
+  return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)

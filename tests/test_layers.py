@@ -1,0 +1,211 @@
+"""Every layer obeys the streaming contract and matches its Keras counterpart."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kws_jax import layers
+from kws_jax.testing import check_streaming_contract
+
+CONV_CASES = {
+    'k3x3': dict(kernel_size=(3, 3)),
+    'k5x3_dilated_t2': dict(kernel_size=(5, 3), dilation=(2, 1)),
+    'k5x2_feature_stride2': dict(kernel_size=(5, 2), strides=(1, 2)),
+    'k4x3_dilated_3x2': dict(kernel_size=(4, 3), dilation=(3, 2)),
+    'k1x3_stateless': dict(kernel_size=(1, 3)),
+    'k10x1': dict(kernel_size=(10, 1), dilation=(2, 1)),
+    'causal_same': dict(kernel_size=(3, 3), time_padding='causal',
+                        feature_padding='same'),
+    'causal_same_stride2': dict(kernel_size=(5, 4), dilation=(1, 2),
+                                strides=(1, 2), time_padding='causal',
+                                feature_padding='same'),
+    'xla_dilated': dict(kernel_size=(4, 3), dilation=(3, 2),
+                        implementation='xla'),
+}
+
+
+def _inputs(shape, seed=0):
+  return jax.random.normal(jax.random.key(seed), shape, jnp.float32)
+
+
+@pytest.mark.parametrize('time', [24, 37])
+@pytest.mark.parametrize('case', list(CONV_CASES))
+def test_conv2d_contract(case, time):
+  conv = layers.Conv2D('conv', 6, activation='relu', **CONV_CASES[case])
+  params = conv.init(jax.random.key(1), (10, 3))
+  report = check_streaming_contract(conv, params, _inputs((3, time, 10, 3)))
+  assert report.stream_shape[1] == time
+  assert report.full_shape[1] == time - conv.lookback
+
+
+KERAS_CASES = [name for name, c in CONV_CASES.items()
+               # Keras cannot stride and dilate at once.
+               if max(c.get('strides', (1, 1))) == 1
+               or max(c.get('dilation', (1, 1))) == 1]
+
+
+@pytest.mark.parametrize('case', KERAS_CASES)
+def test_conv2d_matches_keras(case):
+  """Keras Conv2D with the same kernel: the layout loads kws_streaming weights."""
+  tf = pytest.importorskip('tensorflow')
+  config = CONV_CASES[case]
+  conv = layers.Conv2D('conv', 6, activation='relu', **config)
+  params = conv.init(jax.random.key(2), (10, 3))
+  params['bias'] = jax.random.normal(jax.random.key(3), (6,))
+  x = _inputs((2, 30, 10, 3))
+  padded = x
+  if conv.time_padding == 'causal':
+    padded = jnp.pad(padded, ((0, 0), (conv.span - 1, 0), (0, 0), (0, 0)))
+  padded = jnp.pad(padded, ((0, 0), (0, 0), conv._feature_pads(), (0, 0)))
+  keras_conv = tf.keras.layers.Conv2D(
+      6, config['kernel_size'], strides=config.get('strides', (1, 1)),
+      dilation_rate=config.get('dilation', (1, 1)), activation='relu',
+      padding='valid')
+  keras_conv.build(padded.shape)
+  keras_conv.set_weights([np.asarray(params['kernel']),
+                          np.asarray(params['bias'])])
+  expected = keras_conv(np.asarray(padded)).numpy()
+  np.testing.assert_allclose(conv.apply(params, x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize('case', list(CONV_CASES))
+def test_conv2d_implementations_agree(case):
+  config = dict(CONV_CASES[case], implementation='im2col')
+  x = _inputs((2, 20, 12, 4))
+  im2col = layers.Conv2D('c', 5, **config)
+  xla = layers.Conv2D('c', 5, **dict(config, implementation='xla'))
+  params = im2col.init(jax.random.key(0), (12, 4))
+  np.testing.assert_allclose(im2col.apply(params, x), xla.apply(params, x),
+                             atol=1e-5)
+
+
+def test_bfloat16_compute_is_close_to_float32():
+  x = _inputs((2, 20, 12, 4))
+  f32 = layers.Conv2D('c', 8, (3, 3))
+  bf16 = layers.Conv2D('c', 8, (3, 3), compute_dtype='bfloat16')
+  params = f32.init(jax.random.key(0), (12, 4))
+  y32, y16 = f32.apply(params, x), bf16.apply(params, x)
+  assert y16.dtype == jnp.float32
+  relative = jnp.linalg.norm(y16 - y32) / jnp.linalg.norm(y32)
+  assert 1e-4 < float(relative) < 1e-2  # rounded, yet close
+
+
+@pytest.mark.parametrize('window, time', [(1, 5), (3, 12), (6, 17)])
+def test_flatten_contract_and_keras_order(window, time):
+  flatten = layers.Flatten('flatten', window)
+  x = _inputs((2, time, 4, 3))
+  check_streaming_contract(flatten, {}, x)
+  y = flatten.apply({}, x)
+  assert y.shape == (2, time - window + 1, window * 12)
+  # Each output frame is Keras' Flatten of the window [window, 4, 3].
+  np.testing.assert_array_equal(y[:, -1], x[:, -window:].reshape(2, -1))
+
+
+@pytest.mark.parametrize('activation', ['linear', 'relu', 'tanh'])
+def test_dense_contract_and_keras(activation):
+  tf = pytest.importorskip('tensorflow')
+  dense = layers.Dense('dense', 7, activation)
+  params = dense.init(jax.random.key(0), (5,))
+  params['bias'] = jnp.arange(7, dtype=jnp.float32) / 7
+  x = _inputs((3, 6, 5))
+  check_streaming_contract(dense, params, x)
+  keras_dense = tf.keras.layers.Dense(7, activation=activation)
+  keras_dense.build((None, 5))
+  keras_dense.set_weights([np.asarray(params['kernel']),
+                           np.asarray(params['bias'])])
+  np.testing.assert_allclose(dense.apply(params, x),
+                             keras_dense(np.asarray(x)).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize('layer', [
+    layers.Activation('act', 'relu'),
+    layers.Dropout('dropout', 0.5),
+    layers.ExpandDims(),
+])
+def test_stateless_layers_contract(layer):
+  check_streaming_contract(layer, {}, _inputs((2, 9, 4)))
+
+
+def test_dropout_statistics_and_inference_identity():
+  dropout = layers.Dropout('dropout', 0.25)
+  x = jnp.ones((4, 100, 50))
+  y = dropout.apply({}, x, train=True, rng=jax.random.key(0))
+  kept = np.asarray(y) != 0
+  assert abs(kept.mean() - 0.75) < 0.01
+  np.testing.assert_allclose(np.asarray(y)[kept], 1 / 0.75, rtol=1e-6)
+  assert abs(float(y.mean()) - 1.0) < 0.02
+  np.testing.assert_array_equal(dropout.apply({}, x), x)
+  np.testing.assert_array_equal(dropout.step({}, (), x[:, :1])[1], x[:, :1])
+  with pytest.raises(ValueError, match='dropout: training needs an rng'):
+    dropout.apply({}, x, train=True)
+
+
+def test_sequential_contract_state_and_lookback():
+  net = layers.Sequential('net', (
+      layers.Conv2D('c1', 8, (3, 3), activation='relu'),
+      layers.Conv2D('c2', 8, (5, 3), dilation=(2, 1), activation='relu'),
+      layers.Conv2D('c3', 4, (1, 2)),
+      layers.Flatten('flatten', 3),
+      layers.Dropout('dropout', 0.5),
+      layers.Dense('dense', 5, 'relu'),
+      layers.Dense('out', 3),
+  ))
+  assert net.lookback == 2 + 8 + 0 + 2
+  params = net.init(jax.random.key(0), (10, 2))
+  assert sorted(params) == ['c1', 'c2', 'c3', 'dense', 'out']
+  state = net.init_state(2, (10, 2))
+  assert {k: v.shape for k, v in state.items()} == {
+      'c1': (2, 3, 10, 2), 'c2': (2, 9, 8, 8), 'flatten': (2, 3, 5, 4)}
+  check_streaming_contract(net, params, _inputs((2, 20, 10, 2)))
+
+
+def test_sequential_rejects_bad_stacks():
+  with pytest.raises(ValueError, match='names must be unique, c repeat'):
+    layers.Sequential('net', (layers.Dense('c', 2), layers.Dense('c', 2)))
+  from kws_jax.frontend import MfccFrontend
+  with pytest.raises(ValueError, match='frontend consumes blocks of 320'):
+    layers.Sequential('net', (layers.Dense('d', 2), MfccFrontend()))
+
+
+def test_step_with_wrong_frame_names_layer_and_shapes():
+  conv = layers.Conv2D('conv2d_3', 4, (3, 3))
+  params = conv.init(jax.random.key(0), (10, 2))
+  state = conv.init_state(2, (10, 2))
+  with pytest.raises(ValueError) as error:
+    conv.step(params, state, jnp.zeros((2, 1, 9, 2)))
+  assert str(error.value) == (
+      'conv2d_3: frame has shape (2, 1, 9, 2), expected (2, 1, 10, 2).')
+  with pytest.raises(ValueError, match='conv2d_3: frame has dtype int32'):
+    conv.step(params, state, jnp.zeros((2, 1, 10, 2), jnp.int32))
+  dense = layers.Dense('dense_0', 3)
+  dense_params = dense.init(jax.random.key(0), (5,))
+  with pytest.raises(ValueError, match=r'dense_0: input has shape \(2, 1, 4\), '
+                     r'expected \[batch, time, 5\]'):
+    dense.step(dense_params, (), jnp.zeros((2, 1, 4)))
+
+
+@pytest.mark.parametrize('kwargs, fragment', [
+    (dict(kernel_size=(3, 3), strides=(2, 1)), 'stride in time is 2'),
+    (dict(kernel_size=(3,)), 'kernel_size is (3,)'),
+    (dict(kernel_size=(3, 3), activation='relu7'),
+     "conv: unknown activation 'relu7'"),
+    (dict(kernel_size=(3, 3), time_padding='same'), "time_padding is 'same'"),
+])
+def test_conv2d_bad_config(kwargs, fragment):
+  with pytest.raises(ValueError) as error:
+    layers.Conv2D('conv', 4, **kwargs)
+  assert fragment in str(error.value)
+
+
+def test_conv2d_kernel_larger_than_input_names_sizes():
+  conv = layers.Conv2D('conv2d_5', 4, (5, 3), dilation=(2, 2))
+  with pytest.raises(ValueError) as error:
+    conv.output_shape((4, 1))
+  assert str(error.value).startswith(
+      'conv2d_5: kernel 3 with dilation 2 spans 5 features, but only 4 remain')
+  with pytest.raises(ValueError) as error:
+    conv.output_length(7)
+  assert str(error.value).startswith(
+      'conv2d_5: kernel 5 with dilation 2 spans 9 frames in time, but only 7 '
+      'remain')
