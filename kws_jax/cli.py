@@ -1,0 +1,41 @@
+"""Command-line plumbing shared by the entry points (summary, train, export)."""
+
+from __future__ import annotations
+
+import sys
+
+import ml_collections
+from absl import flags
+from ml_collections import config_flags
+
+
+def parse_config_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS
+                       ) -> tuple[ml_collections.ConfigDict, list[str]]:
+  """Parses ``--config FILE`` and its ``--config.a.b=value`` overrides.
+
+  Other flags must be defined on ``flag_values`` before the call. Exits with
+  a one-line message (no traceback) for a missing config, a field that does
+  not exist or a value of the wrong type.
+
+  Returns:
+    The config and the remaining positional arguments.
+  """
+  config_flag = config_flags.DEFINE_config_file(
+      'config', None,
+      'Experiment config file, e.g. experiments/configs/cnn.py; override '
+      'fields with --config.section.field=value.',
+      flag_values=flag_values)
+  try:
+    rest = flag_values(argv)
+  except (AttributeError, KeyError) as e:  # an override of a missing field
+    field = str(e).strip('"\'')
+    culprits = [a for a in argv if a.startswith('--config.') and field in a]
+    where = culprits[0].split('=')[0] if culprits else f'--config.*.{field}'
+    sys.exit(f'error: {where}: the config has no field {field!r}; see the '
+             'config file for the fields.')
+  except (flags.Error, TypeError, ValueError) as e:
+    sys.exit(f'error: invalid flags: {e}')
+  if config_flag.value is None:
+    sys.exit('error: --config is required, e.g. '
+             '--config experiments/configs/cnn.py')
+  return config_flag.value, rest

@@ -1,0 +1,64 @@
+"""Models: streaming networks built from a config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ml_collections
+
+from kws_jax.frontend import MfccFrontend
+from kws_jax.layers import Layer, Sequential
+from kws_jax.models import cnn
+from kws_jax.models.model import Model
+
+__all__ = ['Model', 'build_model', 'frontend_from_config', 'ARCHITECTURES']
+
+# Architecture name -> builder of its layers on features [batch, frames, F].
+ARCHITECTURES: dict[str, Callable[..., tuple[Layer, ...]]] = {
+    'cnn': cnn.cnn,
+}
+
+PREPROCESSING = ('raw', 'mfcc')
+
+
+def frontend_from_config(config: ml_collections.ConfigDict) -> MfccFrontend:
+  """The frontend described by ``config.frontend`` and ``config.data``."""
+  kwargs = dict(config.frontend)
+  kwargs['fft_length'] = kwargs.get('fft_length') or None
+  return MfccFrontend(sample_rate=config.data.sample_rate, **kwargs)
+
+
+def build_model(config: ml_collections.ConfigDict) -> Model:
+  """Builds ``config.model`` for the clips and frontend of ``config``.
+
+  Raises:
+    ValueError: for an unknown architecture or preprocessing, or a
+      configuration that does not fit the input, with the input's size.
+  """
+  name, preprocess = config.model.name, config.model.preprocess
+  if name not in ARCHITECTURES:
+    raise ValueError(f'model.name is {name!r}, expected one of '
+                     f'{", ".join(sorted(ARCHITECTURES))}.')
+  if preprocess not in PREPROCESSING:
+    raise ValueError(f'model.preprocess is {preprocess!r}, expected one of '
+                     f'{", ".join(PREPROCESSING)}.')
+  frontend = frontend_from_config(config)
+  clip_samples = int(round(config.data.sample_rate *
+                           config.data.clip_duration_ms / 1000.0))
+  frames = frontend.output_length(clip_samples)
+  try:
+    body = ARCHITECTURES[name](config.model, frames=frames,
+                               features=frontend.num_features)
+  except ValueError as error:
+    raise ValueError(
+        f'{name} on {config.data.clip_duration_ms:g} ms clips = {frames} '
+        f'frames of {frontend.num_features} features (window '
+        f'{frontend.window_size_ms:g} ms, stride '
+        f'{frontend.window_stride_ms:g} ms): {error}') from None
+  if preprocess == 'raw':
+    return Model(name=name, net=Sequential(name, (frontend, *body)),
+                 input_shape=(), clip_length=clip_samples,
+                 label_count=config.model.label_count, frontend=frontend)
+  return Model(name=name, net=Sequential(name, body),
+               input_shape=(frontend.num_features,), clip_length=frames,
+               label_count=config.model.label_count, frontend=frontend)

@@ -1,0 +1,95 @@
+"""Model summary: layers, output shapes, parameters and streaming state.
+
+    python -m kws_jax.summary --config experiments/configs/cnn.py \
+        [--config.model.preprocess=mfcc] [--config.model.label_count=14]
+
+Training writes the same text to ``model_summary.txt``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+
+from kws_jax.layers import count_params
+from kws_jax.models import Model
+
+_RULE_WIDTH = 72
+
+
+def model_summary(model: Model, batch_size: int = 1) -> str:
+  """A Keras-style table of ``model`` plus its streaming state, as text."""
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0)))
+  rows = [('input', _shape(model.clip_length, model.input_shape), 0)]
+  for layer, in_shape, length in model.net.shapes(model.input_shape,
+                                                  model.clip_length):
+    out_length = layer.output_length(length)
+    out_shape = layer.output_shape(in_shape)
+    rows.append((f'{layer.name} ({type(layer).__name__})',
+                 _shape(out_length, out_shape),
+                 count_params(params.get(layer.name, {}))))
+  total = count_params(params)
+
+  lines = [f'Model: {model.name} (preprocess={model.preprocess!r}, '
+           f'{model.label_count} labels)', '=' * _RULE_WIDTH,
+           f'{"Layer (type)":<34}{"Output shape":<26}{"Params":>12}',
+           '=' * _RULE_WIDTH]
+  lines += [f'{name:<34}{shape:<26}{count:>12,}' for name, shape, count in rows]
+  lines += ['=' * _RULE_WIDTH, f'Total params: {total:,}',
+            f'Trainable params: {total:,}', '']
+  lines += _streaming_lines(model, batch_size)
+  return '\n'.join(lines) + '\n'
+
+
+def _streaming_lines(model: Model, batch_size: int) -> list[str]:
+  state = jax.eval_shape(lambda: model.init_state(batch_size))
+  block = (batch_size, model.block_size, *model.input_shape)
+  frontend = model.frontend
+  unit = 'samples' if model.preprocess == 'raw' else 'frames'
+  lines = [
+      f'Streaming: a step takes {block} '
+      f'({frontend.window_stride_ms:g} ms) and returns logits '
+      f'{(batch_size, 1, model.label_count)}.',
+      f'Receptive field {model.receptive_field} input {unit}; the first '
+      f'{model.lookback} steps warm up the state.',
+      f'{"State":<34}{"Shape":<26}{"Elements":>12}',
+      '-' * _RULE_WIDTH,
+  ]
+  flat, _ = jax.tree_util.tree_flatten_with_path(state)
+  total = 0
+  for path, leaf in flat:
+    name = '/'.join(str(getattr(k, 'key', k)) for k in path)
+    size = math.prod(leaf.shape)
+    total += size
+    lines.append(f'{name:<34}{str(tuple(leaf.shape)):<26}{size:>12,}')
+  nbytes = sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize
+               for x in jax.tree.leaves(state))
+  lines += ['-' * _RULE_WIDTH,
+            f'Total state: {total:,} values ({nbytes:,} bytes) in '
+            f'{len(flat)} tensors.']
+  return lines
+
+
+def _shape(length: int, frame_shape: tuple[int, ...]) -> str:
+  return str((None, length, *frame_shape))
+
+
+def main(argv: list[str]) -> None:
+  from kws_jax.cli import parse_config_flags  # pylint: disable=g-import-not-at-top
+  from kws_jax.models import build_model  # pylint: disable=g-import-not-at-top
+
+  config, rest = parse_config_flags(argv)
+  if len(rest) > 1:
+    sys.exit(f'error: unexpected arguments: {" ".join(rest[1:])}')
+  try:
+    model = build_model(config)
+  except ValueError as error:
+    sys.exit(f'error: {error}')
+  print(model_summary(model), end='')
+
+
+if __name__ == '__main__':
+  main(sys.argv)
