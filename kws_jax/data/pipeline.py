@@ -1,0 +1,314 @@
+"""Fixed-shape numpy batches for training and evaluation, prefetched by threads.
+
+A batch is a dict:
+  "audio":  float32 [B, clip_samples], in [-1, 1];
+  "label":  int32 [B], indices into speech_commands.SpeechCommands.labels;
+  "weight": float32 [B], 1 for real rows, 0 for padding rows (and for a file
+            that turned out unreadable while loading; it is skipped with a
+            warning instead of ending the run);
+and, when train_batches gets `spec_augment` and `feature_shape`:
+  "time_mask": float32 [B, T], "frequency_mask": float32 [B, F] (see augment).
+
+Training batches are a pure function of (dataset, seed, step): row r of step s
+is example perm_e[(s * B + r) mod N] of epoch e = (s * B + r) // N, with perm_e
+a permutation drawn from (seed, e), and its augmentation is drawn from
+(seed, s). So `train_batches(..., start_step=k)` yields exactly what an
+uninterrupted run yields from step k on, whatever the number of threads.
+(kws_streaming samples training rows with replacement; epochs of permutations
+visit every example equally often.)
+
+Evaluation batches cover a split exactly once, in order, never augmented; the
+last one is padded with weight-0 rows, so that
+    sum(weight * correct) / sum(weight)
+over the batches is the split's accuracy with one fixed batch shape. As in
+kws_streaming, evaluation silence is all zeros (background noise is a training
+augmentation).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import functools
+import itertools
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from kws_jax.data import audio
+from kws_jax.data import augment
+from kws_jax.data import speech_commands
+
+Batch = dict[str, np.ndarray]
+
+DEFAULT_AUGMENTATION = augment.AudioAugmentation()  # kws_streaming's defaults.
+# Independent random streams derived from the seed.
+_EPOCH_STREAM, _AUGMENT_STREAM, _SPEC_AUGMENT_STREAM = 0, 1, 2
+
+
+def default_num_threads() -> int:
+  """Loader threads: all cores the process may use."""
+  return max(1, len(os.sched_getaffinity(0)))
+
+
+def load_background_noise(
+    dataset: speech_commands.SpeechCommands,
+    sample_rate: int = audio.SAMPLE_RATE,
+    clip_samples: int = audio.CLIP_SAMPLES,
+) -> list[np.ndarray]:
+  """Reads the background noise files: float32 [M_i] with M_i > clip_samples.
+
+  Raises:
+    ValueError: a recording is not longer than one clip (names the file).
+  """
+  noise = [
+      audio.read_wav(path, sample_rate)
+      for path in dataset.background_noise_paths
+  ]
+  for path, recording in zip(dataset.background_noise_paths, noise):
+    if len(recording) <= clip_samples:
+      raise ValueError(
+          f'{path}: background noise of {len(recording)} samples, expected '
+          f'more than one clip ({clip_samples} samples at {sample_rate} Hz)'
+      )
+  return noise
+
+
+def _load_examples(
+    examples: Sequence[speech_commands.Example],
+    clip_samples: int,
+    sample_rate: int,
+) -> tuple[np.ndarray, np.ndarray]:
+  """Reads clips: (clips float32 [B, clip_samples], readable bool [B]).
+
+  Silence rows are zeros. An unreadable file gives a zero row, False, and a
+  warning naming the file.
+  """
+  clips = np.zeros((len(examples), clip_samples), np.float32)
+  readable = np.ones(len(examples), bool)
+  for row, example in enumerate(examples):
+    if example.path is None:
+      continue
+    try:
+      clips[row] = audio.read_clip(example.path, clip_samples, sample_rate)
+    except (OSError, ValueError) as error:
+      readable[row] = False
+      warnings.warn(
+          f'skipping unreadable example {example.path}: {error}', stacklevel=2
+      )
+  return clips, readable
+
+
+@functools.lru_cache(maxsize=8)
+def _epoch_permutation(seed: int, epoch: int, size: int) -> np.ndarray:
+  return np.random.default_rng([seed, _EPOCH_STREAM, epoch]).permutation(size)
+
+
+def train_example_indices(
+    num_examples: int, batch_size: int, seed: int, step: int
+) -> np.ndarray:
+  """Indices into the training split of the rows of step `step`: int [B]."""
+  positions = step * batch_size + np.arange(batch_size)
+  epochs, offsets = np.divmod(positions, num_examples)
+  return np.array(
+      [
+          _epoch_permutation(seed, int(epoch), num_examples)[offset]
+          for epoch, offset in zip(epochs, offsets)
+      ]
+  )
+
+
+def train_batch(
+    dataset: speech_commands.SpeechCommands,
+    noise: Sequence[np.ndarray],
+    step: int,
+    *,
+    batch_size: int,
+    seed: int,
+    augmentation: augment.AudioAugmentation | None = DEFAULT_AUGMENTATION,
+    spec_augment: augment.SpecAugment | None = None,
+    feature_shape: tuple[int, int] | None = None,
+    clip_samples: int = audio.CLIP_SAMPLES,
+    sample_rate: int = audio.SAMPLE_RATE,
+) -> Batch:
+  """The training batch of step `step`: a pure function of its arguments."""
+  examples = dataset.split('training')
+  indices = train_example_indices(len(examples), batch_size, seed, step)
+  rows = [examples[index] for index in indices]
+  clips, readable = _load_examples(rows, clip_samples, sample_rate)
+  is_silence = np.array([example.path is None for example in rows])
+  if augmentation is not None:
+    rng = np.random.default_rng([seed, _AUGMENT_STREAM, step])
+    clips = augment.augment_batch(clips, is_silence, noise, rng, augmentation)
+  batch = {
+      'audio': clips,
+      'label': np.array([example.label for example in rows], np.int32),
+      'weight': readable.astype(np.float32),
+  }
+  if spec_augment is not None:
+    rng = np.random.default_rng([seed, _SPEC_AUGMENT_STREAM, step])
+    batch['time_mask'], batch['frequency_mask'] = augment.spec_augment_masks(
+        rng, batch_size, *feature_shape, spec_augment
+    )
+  return batch
+
+
+def _prefetch(
+    make_batch: Callable[[int], Batch],
+    indices: Iterable[int],
+    num_threads: int | None,
+    prefetch: int,
+) -> Iterator[Batch]:
+  """Yields make_batch(i) for i in indices, in order, computed by threads."""
+  num_threads = num_threads or default_num_threads()
+  if num_threads < 1 or prefetch < 1:
+    raise ValueError(
+        f'num_threads={num_threads} and prefetch={prefetch}, expected >= 1'
+    )
+  return _prefetched(make_batch, iter(indices), num_threads, prefetch)
+
+
+def _prefetched(
+    make_batch: Callable[[int], Batch],
+    indices: Iterator[int],
+    num_threads: int,
+    prefetch: int,
+) -> Iterator[Batch]:
+  with concurrent.futures.ThreadPoolExecutor(
+      num_threads, thread_name_prefix='kws_data'
+  ) as pool:
+    pending = collections.deque(
+        pool.submit(make_batch, index)
+        for index in itertools.islice(indices, prefetch)
+    )
+    try:
+      while pending:
+        batch = pending.popleft().result()
+        for index in itertools.islice(indices, 1):
+          pending.append(pool.submit(make_batch, index))
+        yield batch
+    finally:
+      for future in pending:
+        future.cancel()
+
+
+def train_batches(
+    dataset: speech_commands.SpeechCommands,
+    batch_size: int,
+    *,
+    seed: int,
+    start_step: int = 0,
+    num_steps: int | None = None,
+    augmentation: augment.AudioAugmentation | None = DEFAULT_AUGMENTATION,
+    spec_augment: augment.SpecAugment | None = None,
+    feature_shape: tuple[int, int] | None = None,
+    clip_samples: int = audio.CLIP_SAMPLES,
+    sample_rate: int = audio.SAMPLE_RATE,
+    num_threads: int | None = None,
+    prefetch: int = 4,
+) -> Iterator[Batch]:
+  """Training batches for steps start_step, start_step + 1, ... (no end).
+
+  Args:
+    dataset: The index; its "training" split and background noise are used.
+    batch_size: Rows per batch, B.
+    seed: Determines the epoch permutations and the augmentation.
+    start_step: First step to yield; resuming at k repeats an uninterrupted run.
+    num_steps: Stop after this many batches (None: never stop).
+    augmentation: Audio augmentation, or None for clean training audio.
+    spec_augment: If set, also emit SpecAugment masks for `feature_shape`.
+    feature_shape: (num_frames T, num_bins F) of the model's features.
+    clip_samples, sample_rate: Clip length and rate of "audio".
+    num_threads: Loader threads (default: all cores).
+    prefetch: Batches computed ahead of the consumer.
+  """
+  if batch_size < 1:
+    raise ValueError(f'batch_size={batch_size}, expected >= 1')
+  if start_step < 0:
+    raise ValueError(f'start_step={start_step}, expected >= 0')
+  if (spec_augment is None) != (feature_shape is None):
+    raise ValueError('spec_augment and feature_shape must be given together')
+  if not dataset.split('training'):
+    raise ValueError(f'the training split of {dataset.data_dir} is empty')
+  noise = (
+      load_background_noise(dataset, sample_rate, clip_samples)
+      if augmentation is not None
+      else []
+  )
+  make_batch = functools.partial(
+      train_batch,
+      dataset,
+      noise,
+      batch_size=batch_size,
+      seed=seed,
+      augmentation=augmentation,
+      spec_augment=spec_augment,
+      feature_shape=feature_shape,
+      clip_samples=clip_samples,
+      sample_rate=sample_rate,
+  )
+  steps = (
+      itertools.count(start_step)
+      if num_steps is None
+      else range(start_step, start_step + num_steps)
+  )
+  return _prefetch(make_batch, steps, num_threads, prefetch)
+
+
+def num_eval_batches(
+    dataset: speech_commands.SpeechCommands, split: str, batch_size: int
+) -> int:
+  """Batches of eval_batches: ceil(len(split) / batch_size)."""
+  return math.ceil(len(dataset.split(split)) / batch_size)
+
+
+def eval_batch(
+    dataset: speech_commands.SpeechCommands,
+    split: str,
+    index: int,
+    *,
+    batch_size: int,
+    clip_samples: int = audio.CLIP_SAMPLES,
+    sample_rate: int = audio.SAMPLE_RATE,
+) -> Batch:
+  """Batch `index` of a split: rows [index * B, (index + 1) * B), padded."""
+  examples = dataset.split(split)[index * batch_size : (index + 1) * batch_size]
+  clips = np.zeros((batch_size, clip_samples), np.float32)
+  label = np.zeros(batch_size, np.int32)
+  weight = np.zeros(batch_size, np.float32)
+  clips[: len(examples)], readable = _load_examples(
+      examples, clip_samples, sample_rate
+  )
+  label[: len(examples)] = [example.label for example in examples]
+  weight[: len(examples)] = readable
+  return {'audio': clips, 'label': label, 'weight': weight}
+
+
+def eval_batches(
+    dataset: speech_commands.SpeechCommands,
+    split: str,
+    batch_size: int,
+    *,
+    clip_samples: int = audio.CLIP_SAMPLES,
+    sample_rate: int = audio.SAMPLE_RATE,
+    num_threads: int | None = None,
+    prefetch: int = 4,
+) -> Iterator[Batch]:
+  """All of `split` once, in order, unaugmented, in num_eval_batches batches."""
+  if batch_size < 1:
+    raise ValueError(f'batch_size={batch_size}, expected >= 1')
+  if not dataset.split(split):
+    raise ValueError(f'split {split!r} of {dataset.data_dir} is empty')
+  make_batch = functools.partial(
+      eval_batch,
+      dataset,
+      split,
+      batch_size=batch_size,
+      clip_samples=clip_samples,
+      sample_rate=sample_rate,
+  )
+  num_batches = num_eval_batches(dataset, split, batch_size)
+  return _prefetch(make_batch, range(num_batches), num_threads, prefetch)

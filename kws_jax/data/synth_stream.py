@@ -1,0 +1,188 @@
+"""A long synthetic stream with keywords at known times, for streaming tests.
+
+    python -m kws_jax.data.synth_stream --out stream.wav --minutes 10 --seed 0
+
+writes stream.wav (16 kHz mono) and stream.csv with one row per keyword:
+
+    word,start_s,end_s
+    left,3.21000,3.64000
+
+start_s and end_s are the boundaries of the trimmed word as placed in the
+stream, to within a sample (5 decimals). The stream is:
+  - a noise bed: white, pink or brown noise, changing every 15-45 s, at an RMS
+    level drawn per segment from [0.003, 0.03] and interpolated between them;
+  - a distant talker saying filler sentences under it, at 0.3-1x the bed level;
+  - foreground events 1-3 s apart, never overlapping: a keyword (probability
+    0.5), an auxiliary word such as "tree" or "wow" (0.3) or a short filler
+    sentence (0.2), each by a new random speaker at a peak level in
+    [0.05, 0.8], so the signal-to-noise ratio varies by ~40 dB.
+The stream is a pure function of (minutes, seed, words).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import tqdm
+
+from kws_jax.data import atomic
+from kws_jax.data import audio
+from kws_jax.data import noise
+from kws_jax.data import speech_commands
+from kws_jax.data import synth
+
+
+@dataclasses.dataclass(frozen=True)
+class KeywordEvent:
+  """A keyword in the stream, in seconds from its start."""
+
+  word: str
+  start_s: float
+  end_s: float
+
+
+def noise_bed(
+    num_samples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+  """Segments of colored noise at varying levels.
+
+  Returns:
+    (bed float32 [num_samples], level float32 [num_samples]): the noise and its
+    RMS level envelope (to scale other background sources with).
+  """
+  bed = np.zeros(num_samples, np.float32)
+  centers, levels = [], []
+  start = 0
+  while start < num_samples:
+    end = min(num_samples, start + int(rng.uniform(15, 45) * audio.SAMPLE_RATE))
+    bed[start:end] = noise.colored_noise(
+        str(rng.choice(noise.COLORS)), end - start, rng
+    )
+    centers.append((start + end) / 2)
+    levels.append(np.exp(rng.uniform(np.log(0.003), np.log(0.03))))
+    start = end
+  level = np.interp(np.arange(num_samples), centers, levels).astype(np.float32)
+  return bed * level, level
+
+
+def _random_utterance(
+    rng: np.random.Generator, words: Sequence[str], distractors: Sequence[str]
+) -> tuple[str | None, str]:
+  """(keyword or None, text to speak): a keyword (probability 0.5), an
+  auxiliary word (0.3) or a short filler sentence (0.2)."""
+  kind = rng.uniform()
+  if kind < 0.5:
+    word = str(rng.choice(words))
+    return word, word + synth.PUNCTUATION[rng.integers(len(synth.PUNCTUATION))]
+  if kind < 0.8:
+    return None, str(rng.choice(distractors))
+  return None, synth.random_sentence(rng, num_words=(2, 6))
+
+
+def synthesize_stream(
+    out_wav: str | os.PathLike,
+    minutes: float,
+    *,
+    seed: int = 0,
+    words: Sequence[str] = speech_commands.DEFAULT_WANTED_WORDS,
+    labels_csv: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> list[KeywordEvent]:
+  """Writes the stream WAV and its ground-truth CSV (default: out_wav, .csv).
+
+  Returns:
+    The keyword events, in time order, as written to the CSV.
+  """
+  if minutes <= 0:
+    raise ValueError(f'minutes={minutes}, expected > 0')
+  out_wav = os.fspath(out_wav)
+  if labels_csv is None:
+    labels_csv = os.path.splitext(out_wav)[0] + '.csv'
+  rate = audio.SAMPLE_RATE
+  num_samples = int(round(minutes * 60 * rate))
+  rng = np.random.default_rng([seed, 5])
+  stream, level = noise_bed(num_samples, rng)
+  talker = synth.speech_track(num_samples, rng)
+  talker_rms = max(float(np.sqrt(np.mean(talker**2))), 1e-6)
+  stream += talker * level * np.float32(rng.uniform(0.3, 1.0) / talker_rms)
+
+  distractors = [word for word in synth.AUXILIARY_WORDS if word not in words]
+  events = []
+  position = int(rng.uniform(0.5, 2.0) * rate)
+  with tqdm.tqdm(
+      total=num_samples // rate,
+      desc=f'synthesizing {out_wav}',
+      unit='s',
+      disable=not progress,
+  ) as bar:
+    while True:
+      speaker = synth.random_speaker(rng)
+      word, text = _random_utterance(rng, words, distractors)
+      speech = synth.speak_trimmed(
+          text,
+          speaker,
+          rate=speaker.rate,
+          pitch=speaker.pitch,
+          seed=int(rng.integers(2**31)),
+          max_samples=int(0.95 * audio.CLIP_SAMPLES) if word else None,
+      )
+      peak = np.exp(rng.uniform(np.log(0.05), np.log(0.8)))
+      end = position + len(speech)
+      if end > num_samples or len(speech) == 0:
+        break
+      stream[position:end] += speech * np.float32(peak / np.abs(speech).max())
+      if word is not None:
+        events.append(KeywordEvent(word, position / rate, end / rate))
+      position = end + int(rng.uniform(1.0, 3.0) * rate)
+      bar.update(min(position, num_samples) // rate - bar.n)
+
+  audio.write_wav(out_wav, np.clip(stream, -1.0, 1.0))
+  with atomic.atomic_write(labels_csv, 'w') as file:
+    writer = csv.writer(file, lineterminator='\n')
+    writer.writerow(['word', 'start_s', 'end_s'])
+    for event in events:
+      writer.writerow([event.word, f'{event.start_s:.5f}', f'{event.end_s:.5f}'])
+  return events
+
+
+def read_stream_labels(path: str | os.PathLike) -> list[KeywordEvent]:
+  """Reads a ground-truth CSV written by synthesize_stream."""
+  with open(path, encoding='utf-8', newline='') as file:
+    rows = list(csv.DictReader(file))
+  if rows and set(rows[0]) != {'word', 'start_s', 'end_s'}:
+    raise ValueError(
+        f'{os.fspath(path)}: columns {sorted(rows[0])}, expected word, '
+        'start_s, end_s'
+    )
+  return [
+      KeywordEvent(row['word'], float(row['start_s']), float(row['end_s']))
+      for row in rows
+  ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(
+      description='Synthesize a long stream with keywords at known times.'
+  )
+  parser.add_argument(
+      '--out', required=True, help='output WAV; the CSV goes beside it'
+  )
+  parser.add_argument('--minutes', type=float, default=10.0)
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument(
+      '--words', nargs='+', default=list(speech_commands.DEFAULT_WANTED_WORDS)
+  )
+  args = parser.parse_args(argv)
+  events = synthesize_stream(
+      args.out, args.minutes, seed=args.seed, words=args.words
+  )
+  print(f'{args.out}: {args.minutes} min, {len(events)} keywords')
+
+
+if __name__ == '__main__':
+  main()
