@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Back XLA:CPU's large temporaries with huge pages (see README, Performance).
+export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 
 .PHONY: demo test bench clean-venv
 
@@ -21,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/model_speed.py
 	$(BIN)/python benchmarks/frontend_speed.py
+	$(BIN)/python benchmarks/data_speed.py
 
 clean-venv:
 	rm -rf $(VENV)

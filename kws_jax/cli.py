@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import ml_collections
@@ -28,11 +29,15 @@ def parse_config_flags(argv: list[str], flag_values: flags.FlagValues = flags.FL
   try:
     rest = flag_values(argv)
   except (AttributeError, KeyError) as e:  # an override of a missing field
-    field = str(e).strip('"\'')
-    culprits = [a for a in argv if a.startswith('--config.') and field in a]
-    where = culprits[0].split('=')[0] if culprits else f'--config.*.{field}'
-    sys.exit(f'error: {where}: the config has no field {field!r}; see the '
-             'config file for the fields.')
+    text = str(e.args[0] if e.args else e)
+    overrides = [a.split('=')[0] for a in argv if a.startswith('--config.')]
+    components = {c: o for o in overrides for c in o.split('.')[1:]}
+    field = next((t for t in re.findall(r'[A-Za-z_]\w*', text)
+                  if t in components), text)
+    where = components.get(field, '--config')
+    hint = re.search(r'Did you mean "(\w+)"', text)
+    hint = f' Did you mean {hint.group(1)!r}?' if hint else ''
+    sys.exit(f'error: {where}: the config has no field {field!r}.{hint}')
   except (flags.Error, TypeError, ValueError) as e:
     sys.exit(f'error: invalid flags: {e}')
   if config_flag.value is None:

@@ -58,18 +58,19 @@ def _streaming_lines(model: Model, batch_size: int) -> list[str]:
       f'{"State":<34}{"Shape":<26}{"Elements":>12}',
       '-' * _RULE_WIDTH,
   ]
-  flat, _ = jax.tree_util.tree_flatten_with_path(state)
-  total = 0
-  for path, leaf in flat:
-    name = '/'.join(str(getattr(k, 'key', k)) for k in path)
-    size = math.prod(leaf.shape)
-    total += size
-    lines.append(f'{name:<34}{str(tuple(leaf.shape)):<26}{size:>12,}')
+  total, count = 0, 0
+  for layer_name in [l.name for l in model.net.layers if l.name in state]:
+    layer_state = state[layer_name]
+    for path, leaf in jax.tree_util.tree_flatten_with_path(layer_state)[0]:
+      name = '/'.join([layer_name] + [str(getattr(k, 'key', k)) for k in path])
+      size = math.prod(leaf.shape)
+      total, count = total + size, count + 1
+      lines.append(f'{name:<34}{str(tuple(leaf.shape)):<26}{size:>12,}')
   nbytes = sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize
                for x in jax.tree.leaves(state))
   lines += ['-' * _RULE_WIDTH,
             f'Total state: {total:,} values ({nbytes:,} bytes) in '
-            f'{len(flat)} tensors.']
+            f'{count} tensors.']
   return lines
 
 

@@ -1,0 +1,53 @@
+"""The summary CLI prints the model table and explains bad configs."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_summary(*flags: str) -> subprocess.CompletedProcess:
+  return subprocess.run(
+      [sys.executable, '-m', 'kws_jax.summary',
+       '--config', 'experiments/configs/cnn.py', *flags],
+      cwd=REPO, capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, JAX_PLATFORMS='cpu'))
+
+
+def test_prints_published_table_and_state():
+  result = run_summary('--config.model.preprocess=mfcc',
+                       '--config.model.label_count=14')
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  assert lines[0] == "Model: cnn (preprocess='mfcc', 14 labels)"
+  rows = {line.split()[0]: line for line in lines if '(Conv2D)' in line}
+  assert rows['conv2d_6'].split()[2:] == ['(None,', '1,', '11,', '128)',
+                                          '82,048']
+  assert 'Total params: 607,246' in lines
+  assert 'Total state: 46,844 values (187,376 bytes) in 7 tensors.' in lines
+
+
+def test_raw_audio_model_steps_320_samples():
+  result = run_summary()
+  assert result.returncode == 0, result.stderr
+  assert 'Total params: 606,732' in result.stdout
+  assert 'a step takes (1, 320) (20 ms)' in result.stdout
+  assert 'frontend                          (1, 320)' in result.stdout
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--config.model.cnn_fliters=64', "--config.model.cnn_fliters: the config "
+     "has no field 'cnn_fliters'. Did you mean 'cnn_filters'?"),
+    ('--config.frontend.window_stride_ms=40',
+     'conv2d_4: kernel 5 with dilation 2 spans 9 frames in time, but only 7 '
+     'remain'),
+    ('--config.model.dropout1=lots', 'could not convert string to float'),
+])
+def test_bad_flags_fail_with_one_line(flag, message):
+  result = run_summary(flag)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert 'Traceback' not in result.stderr
