@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -44,3 +45,23 @@ def parse_config_flags(argv: list[str], flag_values: flags.FlagValues = flags.FL
     sys.exit('error: --config is required, e.g. '
              '--config experiments/configs/cnn.py')
   return config_flag.value, rest
+
+
+# XLA:CPU hands dots and convolutions to YNNPACK with this flag: the CNN's
+# convolutions run about 3x faster than with XLA's own emitter and use every
+# core (see experiments/RESULTS.md).
+FAST_CPU_FLAGS = '--xla_cpu_experimental_ynn_fusion_type=dot'
+
+
+def configure_xla_cpu() -> None:
+  """Adds ``FAST_CPU_FLAGS`` to ``XLA_FLAGS`` for the entry points.
+
+  Must run before JAX creates its CPU client (the first computation). Does
+  nothing if ``XLA_FLAGS`` already sets a YNN fusion type, or when
+  ``KWS_JAX_XLA_DEFAULTS=0``.
+  """
+  flags_now = os.environ.get('XLA_FLAGS', '')
+  if os.environ.get('KWS_JAX_XLA_DEFAULTS', '1') == '0' or (
+      'ynn_fusion_type' in flags_now):
+    return
+  os.environ['XLA_FLAGS'] = f'{flags_now} {FAST_CPU_FLAGS}'.strip()

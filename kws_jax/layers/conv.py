@@ -14,7 +14,8 @@ import jax.numpy as jnp
 
 from kws_jax.layers import base
 from kws_jax.layers.activations import get_activation
-from kws_jax.layers.core import cast_operands, matmul
+from kws_jax.layers.core import cast_operands
+from kws_jax.layers.im2col import conv_valid
 
 Array = jax.Array
 
@@ -40,8 +41,10 @@ class Conv2D(base.Layer):
   ``span - 1`` for valid padding and 0 for causal padding.
 
   ``implementation='im2col'`` gathers the kernel taps with shifted slices and
-  does one matmul (fast on CPU, exports to TFLite as slices + FULLY_CONNECTED);
-  ``'xla'`` uses ``lax.conv_general_dilated``.
+  does one matmul, with a VJP of the same form (see ``layers.im2col``; fast
+  on CPU, exports to TFLite as slices + FULLY_CONNECTED); ``'xla'`` uses
+  ``lax.conv_general_dilated``. ``compute_dtype='bfloat16'`` runs the matmuls
+  on bfloat16 inputs with float32 accumulation.
   """
 
   name: str
@@ -180,9 +183,8 @@ class Conv2D(base.Layer):
 
   def _valid_conv(self, params: base.Params, x: Array) -> Array:
     """Valid convolution in time of ``x [batch, time, feature, channels]``."""
+    self._output_features(x.shape[2])  # fails clearly if the kernel is too wide
     x = jnp.pad(x, ((0, 0), (0, 0), self._feature_pads(), (0, 0)))
-    time_out = x.shape[1] - self.span + 1
-    feature_out = self._output_features(x.shape[2] - sum(self._feature_pads()))
     kernel = params['kernel']
     if self.implementation == 'xla':
       lhs, rhs = cast_operands(x, kernel, self.compute_dtype)
@@ -192,35 +194,8 @@ class Conv2D(base.Layer):
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
           preferred_element_type=x.dtype)
     else:
-      patches = im2col(x, self.kernel_size, self.dilation, self.strides[1],
-                       time_out, feature_out)
-      y = matmul(patches, kernel.reshape(-1, self.filters), self.compute_dtype)
+      y = conv_valid(x, kernel, self.dilation, self.strides[1],
+                     self.compute_dtype)
     if self.use_bias:
       y = y + params['bias']
     return get_activation(self.activation)(y)
-
-
-def im2col(x: Array, kernel_size: tuple[int, int], dilation: tuple[int, int],
-           feature_stride: int, time_out: int, feature_out: int) -> Array:
-  """Kernel taps of a valid convolution as channels.
-
-  Args:
-    x: ``[batch, time, feature, channels]``.
-    kernel_size, dilation: ``(time, feature)`` pairs.
-    feature_stride: stride in the feature axis.
-    time_out, feature_out: output size of the valid convolution.
-
-  Returns:
-    ``[batch, time_out, feature_out, k_time * k_feat * channels]`` with taps
-    ordered (time, feature, channel), matching a Keras kernel reshaped to
-    ``[k_time * k_feat * channels, filters]``.
-  """
-  taps = []
-  for i in range(kernel_size[0]):
-    t0 = i * dilation[0]
-    for j in range(kernel_size[1]):
-      f0 = j * dilation[1]
-      taps.append(x[:, t0:t0 + time_out,
-                    f0:f0 + (feature_out - 1) * feature_stride + 1:
-                    feature_stride])
-  return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)

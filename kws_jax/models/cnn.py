@@ -10,6 +10,8 @@ Dropout, Dense layers and a linear classifier. The paper's defaults on
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from kws_jax import layers
@@ -21,7 +23,7 @@ def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       'name': 'cnn',
       'preprocess': 'raw',  # 'raw': audio in, frontend inside; 'mfcc'
-      'label_count': 12,
+      'label_count': 0,  # 0: from data.wanted_words (+ silence, unknown)
       'cnn_filters': '64,64,64,64,128,64,128',
       'cnn_kernel_size': '(3,3),(5,3),(5,3),(5,3),(5,2),(5,1),(10,1)',
       'cnn_act': "'relu','relu','relu','relu','relu','relu','relu'",
@@ -32,13 +34,15 @@ def default_config() -> ml_collections.ConfigDict:
       'act2': "'linear','relu'",
       'return_softmax': False,
       # Speed knobs (same parameters and math): see kws_jax.layers.conv.
-      'conv_implementation': 'im2col',  # or 'xla'
+      # 'auto': 'xla' (lax.conv) when XLA:CPU runs convolutions with YNNPACK
+      # (kws_jax's command-line tools enable it), else 'im2col'.
+      'conv_implementation': 'auto',
       'compute_dtype': 'float32',  # or 'bfloat16' matmul inputs
   })
 
 
-def cnn(config: ml_collections.ConfigDict, *, frames: int,
-        features: int) -> tuple[layers.Layer, ...]:
+def cnn(config: ml_collections.ConfigDict, *, frames: int, features: int,
+        label_count: int) -> tuple[layers.Layer, ...]:
   """Layers of the CNN for features ``[batch, frames, features]``.
 
   Args:
@@ -46,6 +50,7 @@ def cnn(config: ml_collections.ConfigDict, *, frames: int,
     frames: feature frames in one clip; the Flatten window covers what the
       convolutions leave of them.
     features: features per frame.
+    label_count: number of classes.
 
   Returns:
     The layers, from features ``[batch, time, features]`` to logits
@@ -69,7 +74,7 @@ def cnn(config: ml_collections.ConfigDict, *, frames: int,
       layers.Flatten('flatten', window=length),
       layers.Dropout('dropout', config.dropout1),
       *hidden,
-      layers.Dense('logits', config.label_count, compute_dtype=compute_dtype),
+      layers.Dense('logits', label_count, compute_dtype=compute_dtype),
   ]
   if config.return_softmax:
     head.append(layers.Activation('softmax', 'softmax'))
@@ -89,10 +94,11 @@ def _conv_layers(config: ml_collections.ConfigDict) -> list[layers.Conv2D]:
   }
   check_same_length('model', lists)
   compute_dtype = _compute_dtype(config.compute_dtype)
+  implementation = conv_implementation(config.conv_implementation)
   return [
       layers.Conv2D(f'conv2d_{i}', filters, kernel, dilation=dilation,
                     strides=strides, activation=act,
-                    implementation=config.conv_implementation,
+                    implementation=implementation,
                     compute_dtype=compute_dtype)
       for i, (filters, kernel, act, dilation, strides) in enumerate(
           zip(*lists.values()))
@@ -108,6 +114,14 @@ def _dense_layers(config: ml_collections.ConfigDict) -> list[layers.Dense]:
   compute_dtype = _compute_dtype(config.compute_dtype)
   return [layers.Dense(f'dense_{i}', units, act, compute_dtype=compute_dtype)
           for i, (units, act) in enumerate(zip(*lists.values()))]
+
+
+def conv_implementation(name: str) -> str:
+  """Resolves 'auto' to the faster Conv2D implementation for this process."""
+  if name != 'auto':
+    return name
+  fast_cpu = 'ynn_fusion_type=dot' in os.environ.get('XLA_FLAGS', '')
+  return 'xla' if fast_cpu else 'im2col'
 
 
 def _compute_dtype(name: str) -> str | None:
