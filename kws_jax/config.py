@@ -3,7 +3,7 @@
 An experiment config (``experiments/configs/*.py``) starts from
 ``default_config()`` and adds a ``model`` section; every field can be
 overridden on the command line with ``--config.section.field=value``.
-The defaults are kws_streaming's.
+Defaults and flag names are kws_streaming's (``train/base_parser.py``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,31 @@ import ml_collections
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """Data and frontend sections with kws_streaming's defaults."""
+  """Data, frontend, optimizer, schedule and training sections."""
   config = ml_collections.ConfigDict()
   config.data = ml_collections.ConfigDict({
+      'data_dir': 'data/synth',
       'sample_rate': 16000,
       'clip_duration_ms': 1000.0,
+      'wanted_words': 'yes,no,up,down,left,right,on,off,stop,go',
+      'split_data': 1,  # 0: read pre-split training/ validation/ testing/
+      'silence_percentage': 10.0,
+      'unknown_percentage': 10.0,
+      'validation_percentage': 10.0,
+      'testing_percentage': 10.0,
+      # Training augmentation of the audio.
+      'background_frequency': 0.8,
+      'background_volume': 0.1,
+      'time_shift_ms': 100.0,
+      'resample': 0.15,
+      'volume_resample': 0.0,
+      # SpecAugment on the features (training only).
+      'use_spec_augment': 0,
+      'time_masks_number': 2,
+      'time_mask_max_size': 10,
+      'frequency_masks_number': 2,
+      'frequency_mask_max_size': 5,
+      'num_threads': 0,  # loader threads; 0: one per core
   })
   # Feature extraction: kws_streaming's `mfcc_tf` (see kws_jax.frontend).
   config.frontend = ml_collections.ConfigDict({
@@ -32,5 +52,32 @@ def default_config() -> ml_collections.ConfigDict:
       'preemph': 0.0,
       'window_type': 'hann',
       'dft': 'fft',  # or 'matmul'
+  })
+  config.optimizer = ml_collections.ConfigDict({
+      'name': 'adam',  # adam, adamw, momentum, novograd
+      'epsilon': 1e-8,  # adam, adamw
+      'momentum': 0.9,  # momentum
+      'weight_decay': 0.0,  # adamw's decoupled decay
+      'novograd_beta_1': 0.95,
+      'novograd_beta_2': 0.5,
+      'novograd_weight_decay': 0.001,
+      'l2_weight_decay': 0.0,  # Keras-style L2 on kernels, added to the loss
+      'label_smoothing': 0.0,
+      'clip_grad_norm': 0.0,  # 0: no clipping
+  })
+  # kws_streaming's phases: one learning rate per block of steps.
+  config.schedule = ml_collections.ConfigDict({
+      'how_many_training_steps': '10000,10000,10000',
+      'learning_rate': '0.0005,0.0001,0.00002',
+      'lr_schedule': 'linear',  # 'linear': constant per phase; 'exp'
+      'warmup_steps': 0,
+  })
+  config.train = ml_collections.ConfigDict({
+      'batch_size': 100,
+      'eval_step_interval': 400,
+      'checkpoint_every': 0,  # 0: at every evaluation
+      'max_to_keep': 3,  # periodic checkpoints kept besides the best
+      'seed': 0,
+      'log_every': 10,  # TensorBoard / metrics.jsonl rows
   })
   return config

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kws_jax.data import audio
-from kws_jax.data.atomic import atomic_write
+from kws_jax.atomic import atomic_write
 
 
 def wav_bytes(

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import soxr
 
-from kws_jax.data import atomic
+from kws_jax import atomic
 
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000  # One second, the Speech Commands clip length.

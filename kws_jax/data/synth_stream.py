@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 import tqdm
 
-from kws_jax.data import atomic
+from kws_jax import atomic
 from kws_jax.data import audio
 from kws_jax.data import noise
 from kws_jax.data import speech_commands

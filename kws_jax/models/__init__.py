@@ -10,8 +10,10 @@ from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import Layer, Sequential
 from kws_jax.models import cnn
 from kws_jax.models.model import Model
+from kws_jax.models.parse import parse_list
 
-__all__ = ['Model', 'build_model', 'frontend_from_config', 'ARCHITECTURES']
+__all__ = ['ARCHITECTURES', 'Model', 'build_model', 'frontend_from_config',
+           'label_count', 'wanted_words']
 
 # Architecture name -> builder of its layers on features [batch, frames, F].
 ARCHITECTURES: dict[str, Callable[..., tuple[Layer, ...]]] = {
@@ -26,6 +28,19 @@ def frontend_from_config(config: ml_collections.ConfigDict) -> MfccFrontend:
   kwargs = dict(config.frontend)
   kwargs['fft_length'] = kwargs.get('fft_length') or None
   return MfccFrontend(sample_rate=config.data.sample_rate, **kwargs)
+
+
+def wanted_words(config: ml_collections.ConfigDict) -> list[str]:
+  """``config.data.wanted_words`` as a list of words."""
+  return parse_list('data.wanted_words', config.data.wanted_words, 'str')
+
+
+def label_count(config: ml_collections.ConfigDict) -> int:
+  """``config.model.label_count``, or when it is 0 the count the data implies:
+  the wanted words plus ``_silence_`` and ``_unknown_`` (``split_data=1``)."""
+  if config.model.label_count:
+    return config.model.label_count
+  return len(wanted_words(config)) + (2 if config.data.split_data else 0)
 
 
 def build_model(config: ml_collections.ConfigDict) -> Model:
@@ -43,12 +58,14 @@ def build_model(config: ml_collections.ConfigDict) -> Model:
     raise ValueError(f'model.preprocess is {preprocess!r}, expected one of '
                      f'{", ".join(PREPROCESSING)}.')
   frontend = frontend_from_config(config)
+  labels = label_count(config)
   clip_samples = int(round(config.data.sample_rate *
                            config.data.clip_duration_ms / 1000.0))
   frames = frontend.output_length(clip_samples)
   try:
     body = ARCHITECTURES[name](config.model, frames=frames,
-                               features=frontend.num_features)
+                               features=frontend.num_features,
+                               label_count=labels)
   except ValueError as error:
     raise ValueError(
         f'{name} on {config.data.clip_duration_ms:g} ms clips = {frames} '
@@ -58,7 +75,7 @@ def build_model(config: ml_collections.ConfigDict) -> Model:
   if preprocess == 'raw':
     return Model(name=name, net=Sequential(name, (frontend, *body)),
                  input_shape=(), clip_length=clip_samples,
-                 label_count=config.model.label_count, frontend=frontend)
+                 label_count=labels, frontend=frontend)
   return Model(name=name, net=Sequential(name, body),
                input_shape=(frontend.num_features,), clip_length=frames,
-               label_count=config.model.label_count, frontend=frontend)
+               label_count=labels, frontend=frontend)

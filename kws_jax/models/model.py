@@ -65,6 +65,19 @@ class Model(base.Layer):
     return 'raw' if self.input_shape == () else 'mfcc'
 
   @property
+  def body(self) -> Sequential:
+    """The layers after the frontend: features ``[batch, frames, F]`` -> logits.
+
+    Training computes ``model.frontend.apply({}, audio)`` (where feature
+    augmentation happens) and then ``model.body.apply(params, features)``,
+    which equals ``model.apply`` for raw-audio models and takes the same
+    params.
+    """
+    if self.preprocess == 'mfcc':
+      return self.net
+    return Sequential(self.name, self.net.layers[1:])
+
+  @property
   def receptive_field(self) -> int:
     """Input frames (samples for audio) that one output frame depends on."""
     return (self.net.lookback + 1) * self.net.block_size

@@ -1,0 +1,262 @@
+"""``train_and_evaluate(config, workdir)``: the whole training run.
+
+Trains ``config.model`` on ``config.data`` with kws_streaming's schedule,
+evaluates on the validation split every ``train.eval_step_interval`` steps,
+keeps the last and the best checkpoints, and finally reports the test
+accuracy of the best weights (and of the last ones). Starting again with the
+same workdir resumes from the last checkpoint and gives the same result as an
+uninterrupted run: batches and dropout keys are functions of (seed, step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from kws_jax import data
+from kws_jax.models import Model, build_model, wanted_words
+from kws_jax.summary import model_summary
+from kws_jax.train import optim, parallel, plots, steps, workdir as run_files
+from kws_jax.train.checkpoints import Checkpoints
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """Accuracy, mean loss and confusion counts ``[true, predicted]`` of a split."""
+
+  accuracy: float
+  loss: float
+  confusion: np.ndarray
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Fails on training settings that cannot work, before any work starts."""
+  train = config.train
+  for field in ('batch_size', 'eval_step_interval', 'log_every'):
+    if getattr(train, field) < 1:
+      raise ValueError(f'train.{field} is {getattr(train, field)}, expected '
+                       '>= 1.')
+  if train.checkpoint_every < 0:
+    raise ValueError(f'train.checkpoint_every is {train.checkpoint_every}, '
+                     'expected >= 0 (0: at every evaluation).')
+
+
+def load_dataset(config: ml_collections.ConfigDict) -> data.SpeechCommands:
+  """The Speech Commands-layout dataset described by ``config.data``."""
+  cfg = config.data
+  return data.load_speech_commands(
+      cfg.data_dir, wanted_words=wanted_words(config),
+      silence_percentage=cfg.silence_percentage,
+      unknown_percentage=cfg.unknown_percentage,
+      validation_percentage=cfg.validation_percentage,
+      testing_percentage=cfg.testing_percentage,
+      split_data=bool(cfg.split_data))
+
+
+def evaluate(eval_step, params: Any, dataset: data.SpeechCommands, split: str,
+             config: ml_collections.ConfigDict, sharding) -> Evaluation:
+  """Runs ``eval_step`` over a whole split, exactly once."""
+  labels = len(dataset.labels)
+  correct = count = loss = 0.0
+  confusion = np.zeros((labels, labels), np.int64)
+  for batch in data.eval_batches(dataset, split, config.train.batch_size,
+                                 num_threads=config.data.num_threads or None):
+    out = jax.device_get(eval_step(params, parallel.put_batch(batch, sharding)))
+    correct += float(out['correct'])
+    count += float(out['count'])
+    loss += float(out['loss'])
+    real = batch['weight'] > 0
+    np.add.at(confusion, (batch['label'][real], out['prediction'][real]), 1)
+  return Evaluation(correct / count, loss / count, confusion)
+
+
+def _augmentation(config: ml_collections.ConfigDict, model: Model):
+  cfg = config.data
+  audio = data.AudioAugmentation(
+      background_frequency=cfg.background_frequency,
+      background_volume=cfg.background_volume,
+      time_shift_ms=cfg.time_shift_ms, resample=cfg.resample,
+      volume_resample=cfg.volume_resample, sample_rate=cfg.sample_rate)
+  if not cfg.use_spec_augment:
+    return audio, None, None
+  spec = data.SpecAugment(
+      time_masks=cfg.time_masks_number,
+      time_mask_max_size=cfg.time_mask_max_size,
+      frequency_masks=cfg.frequency_masks_number,
+      frequency_mask_max_size=cfg.frequency_mask_max_size)
+  clip_samples = int(round(cfg.sample_rate * cfg.clip_duration_ms / 1000))
+  feature_shape = (model.frontend.output_length(clip_samples),
+                   model.frontend.num_features)
+  return audio, spec, feature_shape
+
+
+def _clear_run(workdir: str) -> None:
+  for name in ('checkpoints', 'logs'):
+    shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+  for name in ('metrics.jsonl', 'config.json', 'accuracy_last.txt',
+               'accuracy_best.txt'):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      os.remove(path)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       overwrite: bool = False,
+                       progress: bool = True) -> dict[str, Any]:
+  """Trains, evaluates and writes the run's artifacts to ``workdir``.
+
+  Args:
+    config: an experiment config (see ``kws_jax.config.default_config``).
+    workdir: where checkpoints, logs and artifacts go; a run already there
+      with the same config is resumed, one with another config is refused.
+    overwrite: delete a previous run in ``workdir`` and start fresh.
+    progress: show a tqdm progress bar.
+
+  Returns:
+    ``test_accuracy`` (best weights), ``test_accuracy_last``,
+    ``best_validation_accuracy``, ``best_step``, ``steps`` and ``workdir``.
+  """
+  # Everything a config can get wrong fails here, before data and compiling.
+  check_config(config)
+  model = build_model(config)
+  schedule = optim.learning_rate_schedule(config.schedule)
+  optimizer = optim.make_optimizer(config.optimizer, schedule)
+  num_steps = optim.total_steps(config.schedule)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.train.batch_size, mesh)
+
+  dataset = load_dataset(config)
+  if len(dataset.labels) != model.label_count:
+    raise ValueError(
+        f'model.label_count is {model.label_count} but the data has '
+        f'{len(dataset.labels)} labels ({", ".join(dataset.labels)}); set '
+        f'--config.model.label_count={len(dataset.labels)} or 0 (automatic).')
+
+  if overwrite:
+    _clear_run(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  run_files.check_resumable(workdir, config)
+  run_files.write_run_files(workdir, config, list(dataset.labels),
+                            model_summary(model))
+
+  replicated = parallel.replicated(mesh)
+  batch_sharding = parallel.batch_sharding(mesh)
+  state = jax.device_put(
+      steps.init_state(model, optimizer, config.train.seed), replicated)
+  checkpoints = Checkpoints(os.path.join(workdir, 'checkpoints'),
+                            config.train.max_to_keep)
+  restored = checkpoints.restore_last(state)
+  if restored is not None:
+    state = jax.device_put(restored, replicated)
+  start = int(state['step'])
+  checkpoints.discard_after(start)
+  log = run_files.MetricsLog(os.path.join(workdir, 'metrics.jsonl'), start)
+  board = run_files.TensorBoard(workdir, start)
+  _print(f'{"resuming" if start else "training"} {model.name} in {workdir} '
+         f'from step {start} of {num_steps} on {mesh.size} device(s); '
+         f'{len(dataset.split("training"))} training clips, labels: '
+         f'{", ".join(dataset.labels)}')
+
+  state_shardings = jax.tree.map(lambda _: replicated, state)
+  train_step = jax.jit(
+      steps.make_train_step(model, optimizer, schedule, config),
+      in_shardings=(state_shardings, batch_sharding),
+      out_shardings=(state_shardings, replicated), donate_argnums=0)
+  eval_step = jax.jit(steps.make_eval_step(model),
+                      in_shardings=(state_shardings['params'], batch_sharding),
+                      out_shardings=replicated)
+
+  audio_augmentation, spec_augment, feature_shape = _augmentation(config,
+                                                                  model)
+  batches = data.train_batches(
+      dataset, config.train.batch_size, seed=config.train.seed,
+      start_step=start, num_steps=num_steps - start,
+      augmentation=audio_augmentation, spec_augment=spec_augment,
+      feature_shape=feature_shape,
+      num_threads=config.data.num_threads or None)
+  eval_interval = config.train.eval_step_interval
+  checkpoint_every = config.train.checkpoint_every or eval_interval
+  bar = tqdm(total=num_steps, initial=start, disable=not progress,
+             desc='train', unit='step', dynamic_ncols=True)
+  started = time.time()
+  try:
+    for step in range(start, num_steps):
+      state, metrics = train_step(state, parallel.put_batch(next(batches),
+                                                            batch_sharding))
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      done = step + 1
+      if not np.isfinite(metrics['loss']):
+        raise FloatingPointError(
+            f'the training loss is {metrics["loss"]} at step {done}; stopping. '
+            f'The last good checkpoint (step {checkpoints.last_step}) in '
+            f'{checkpoints.directory} is intact; lower the learning rate or '
+            'clip gradients (optimizer.clip_grad_norm).')
+      bar.update()
+      bar.set_postfix(loss=f'{metrics["loss"]:.3f}',
+                      acc=f'{metrics["accuracy"]:.1%}',
+                      lr=f'{metrics["learning_rate"]:.2g}', refresh=False)
+      if done % config.train.log_every == 0 or done == num_steps:
+        log.append(done, 'train', metrics)
+        board.scalars('train', done, metrics)
+      if done % eval_interval == 0 or done == num_steps:
+        result = evaluate(eval_step, state['params'], dataset, 'validation',
+                          config, batch_sharding)
+        scalars = {'accuracy': result.accuracy, 'loss': result.loss}
+        log.append(done, 'validation', scalars)
+        board.scalars('validation', done, scalars)
+        improved = checkpoints.offer_best(state, result.accuracy)
+        bar.write(f'step {done}: validation accuracy {result.accuracy:.2%}, '
+                  f'loss {result.loss:.4f}'
+                  + (' (best so far)' if improved else
+                     f' (best {checkpoints.best_accuracy:.2%} at step '
+                     f'{checkpoints.best_step})'))
+      if done % checkpoint_every == 0 or done == num_steps:
+        checkpoints.save_last(state)
+  finally:
+    bar.close()
+    board.close()
+  seconds = time.time() - started
+
+  best_state = checkpoints.restore_best(state) or state
+  best = evaluate(eval_step, best_state['params'], dataset, 'testing', config,
+                  batch_sharding)
+  last = evaluate(eval_step, state['params'], dataset, 'testing', config,
+                  batch_sharding)
+  checkpoints.close()
+  run_files.write_text(os.path.join(workdir, 'accuracy_last.txt'),
+                       f'{last.accuracy * 100}')
+  run_files.write_text(os.path.join(workdir, 'accuracy_best.txt'),
+                       f'{best.accuracy * 100}')
+  log.append(num_steps, 'test', {'accuracy': best.accuracy, 'loss': best.loss})
+  plots.plot_curves(log.rows, os.path.join(workdir, 'curves.png'))
+  plots.plot_confusion(
+      best.confusion, dataset.labels,
+      os.path.join(workdir, 'confusion_matrix.png'),
+      f'{model.name}: test accuracy {best.accuracy:.2%} (best weights, step '
+      f'{int(best_state["step"])})')
+  _print(f'test accuracy {best.accuracy:.2%} with the best weights (step '
+         f'{int(best_state["step"])}, validation '
+         f'{checkpoints.best_accuracy:.2%}), {last.accuracy:.2%} with the last; '
+         f'{num_steps - start} steps in {seconds:.0f} s. Artifacts in '
+         f'{workdir}')
+  return {
+      'test_accuracy': best.accuracy,
+      'test_accuracy_last': last.accuracy,
+      'best_validation_accuracy': checkpoints.best_accuracy,
+      'best_step': int(best_state['step']),
+      'steps': num_steps,
+      'workdir': workdir,
+  }
+
+
+def _print(message: str) -> None:
+  if jax.process_index() == 0:
+    print(message, flush=True)

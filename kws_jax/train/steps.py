@@ -1,0 +1,132 @@
+"""The pure, jitted train and eval steps.
+
+The train state is a plain pytree ``{'step', 'params', 'opt_state'}``. The
+dropout key of step ``s`` is ``fold_in(key(seed), s)``, so a resumed run draws
+the same keys as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from kws_jax.models import Model
+
+State = dict[str, Any]
+Metrics = dict[str, jax.Array]
+
+
+def init_state(model: Model, optimizer: optax.GradientTransformation,
+               seed: int) -> State:
+  """Fresh parameters (from ``key(seed)``) and optimizer state at step 0."""
+  params = model.init(jax.random.key(seed))
+  return {'step': jnp.zeros((), jnp.int32), 'params': params,
+          'opt_state': optimizer.init(params)}
+
+
+def model_logits(model: Model, params: Any, batch: dict[str, jax.Array], *,
+                 train: bool = False, rng: jax.Array | None = None
+                 ) -> jax.Array:
+  """Logits ``[batch, labels]`` of the clips in ``batch['audio']``.
+
+  Features come from the model's frontend (inside the model for raw-audio
+  models, applied here for feature models); SpecAugment masks in the batch
+  (``time_mask [B, T]``, ``frequency_mask [B, F]``) are multiplied in.
+  """
+  features = model.frontend.apply({}, batch['audio'])
+  if 'time_mask' in batch:
+    features = (features * batch['time_mask'][:, :, None] *
+                batch['frequency_mask'][:, None, :])
+  return model.body.apply(params, features, train=train, rng=rng)[:, -1]
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
+                  label_smoothing: float = 0.0) -> jax.Array:
+  """Weighted mean softmax cross entropy (rows of weight 0 do not count)."""
+  targets = jax.nn.one_hot(labels, logits.shape[-1])
+  if label_smoothing:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  losses = optax.softmax_cross_entropy(logits, targets)
+  return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def l2_penalty(params: Any) -> jax.Array:
+  """Sum of squared kernels (biases excluded), as Keras' L2 regularizer."""
+  leaves = jax.tree_util.tree_leaves_with_path(params)
+  return sum(jnp.sum(jnp.square(leaf)) for path, leaf in leaves
+             if getattr(path[-1], 'key', None) == 'kernel')
+
+
+def make_train_step(model: Model, optimizer: optax.GradientTransformation,
+                    schedule: optax.Schedule,
+                    config: ml_collections.ConfigDict
+                    ) -> Callable[[State, dict[str, jax.Array]],
+                                  tuple[State, Metrics]]:
+  """``train_step(state, batch) -> (state, metrics)`` (not yet jitted).
+
+  Metrics: loss (cross entropy, without the L2 term), accuracy, learning
+  rate and global gradient norm, all scalars.
+  """
+  seed = config.train.seed
+  l2 = config.optimizer.l2_weight_decay
+  smoothing = config.optimizer.label_smoothing
+
+  def train_step(state, batch):
+    step = state['step']
+    rng = jax.random.fold_in(jax.random.key(seed), step)
+
+    def loss_fn(params):
+      logits = model_logits(model, params, batch, train=True, rng=rng)
+      loss = cross_entropy(logits, batch['label'], batch['weight'], smoothing)
+      total = loss + l2 * l2_penalty(params) if l2 else loss
+      return total, (loss, logits)
+
+    grads, (loss, logits) = jax.grad(loss_fn, has_aux=True)(state['params'])
+    updates, opt_state = optimizer.update(grads, state['opt_state'],
+                                          state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    metrics = {
+        'loss': loss,
+        'accuracy': _weighted_accuracy(logits, batch['label'],
+                                       batch['weight']),
+        'learning_rate': jnp.asarray(schedule(step), jnp.float32),
+        'grad_norm': optax.tree.norm(grads),
+    }
+    return {'step': step + 1, 'params': params, 'opt_state': opt_state}, metrics
+
+  return train_step
+
+
+def make_eval_step(model: Model) -> Callable[[Any, dict[str, jax.Array]],
+                                             Metrics]:
+  """``eval_step(params, batch) -> sums`` over the batch (not yet jitted).
+
+  Returns the weighted counts ``correct`` and ``count``, the summed
+  ``loss`` and the per-row ``prediction`` (argmax), so that a split's
+  accuracy is ``sum(correct) / sum(count)`` over its batches.
+  """
+
+  def eval_step(params, batch):
+    logits = model_logits(model, params, batch)
+    weights = batch['weight']
+    losses = optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch['label'])
+    prediction = jnp.argmax(logits, axis=-1)
+    return {
+        'correct': jnp.sum((prediction == batch['label']) * weights),
+        'count': jnp.sum(weights),
+        'loss': jnp.sum(losses * weights),
+        'prediction': prediction,
+    }
+
+  return eval_step
+
+
+def _weighted_accuracy(logits, labels, weights):
+  correct = (jnp.argmax(logits, axis=-1) == labels) * weights
+  return jnp.sum(correct) / jnp.maximum(jnp.sum(weights), 1.0)
