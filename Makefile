@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m kws_jax.demo
+	$(BIN)/python -m kws_jax.quickstart
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests
@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/model_speed.py
 	$(BIN)/python benchmarks/frontend_speed.py
 	$(BIN)/python benchmarks/data_speed.py
+	$(BIN)/python benchmarks/train_speed.py
 
 clean-venv:
 	rm -rf $(VENV)

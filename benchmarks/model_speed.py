@@ -5,6 +5,8 @@
 Prints examples/s at batch 100 (jitted, float32 params) for each conv
 implementation and matmul precision, and the median latency of one jitted
 streaming step at batch 1 (20 ms of input), for feature and raw-audio input.
+Uses the XLA:CPU flags of kws_jax's tools (YNNPACK convolutions) unless
+--xla-defaults.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from experiments.configs import cnn as cnn_config
+from kws_jax import cli
 from kws_jax.models import build_model
 
 
@@ -86,9 +89,15 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--batch', type=int, default=100)
   parser.add_argument('--repeats', type=int, default=10)
+  parser.add_argument('--xla-defaults', action='store_true',
+                      help="keep XLA's CPU defaults instead of the YNNPACK "
+                      'flags that kws_jax tools set')
   args = parser.parse_args()
+  if not args.xla_defaults:
+    cli.configure_xla_cpu()
   print(f'jax {jax.__version__} on {jax.devices()[0].platform}, '
-        f'{os.cpu_count()} cores, {platform.processor() or platform.machine()}')
+        f'{os.cpu_count()} cores, {platform.processor() or platform.machine()}'
+        f', XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}')
   print(f'\nNon-streaming CNN, batch {args.batch} (examples/s, median of '
         f'{args.repeats}):')
   print(f'{"input":<6}{"conv":<8}{"matmul":<10}{"forward":>10}'

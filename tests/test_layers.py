@@ -1,5 +1,7 @@
 """Every layer obeys the streaming contract and matches its Keras counterpart."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,6 +80,28 @@ def test_conv2d_implementations_agree(case):
   params = im2col.init(jax.random.key(0), (12, 4))
   np.testing.assert_allclose(im2col.apply(params, x), xla.apply(params, x),
                              atol=1e-5)
+
+
+@pytest.mark.parametrize('case', ['k5x3_dilated_t2', 'k5x2_feature_stride2',
+                                  'k4x3_dilated_3x2', 'k1x3_stateless'])
+def test_custom_conv_vjp_equals_autodiff(case):
+  """The mixed-precision VJP, run in float32, equals autodiff of the forward."""
+  from kws_jax.layers import im2col  # pylint: disable=g-import-not-at-top
+  config = CONV_CASES[case]
+  dilation, stride = config.get('dilation', (1, 1)), config.get(
+      'strides', (1, 1))[1]
+  x = _inputs((2, 20, 13, 3))
+  kernel = _inputs((*config['kernel_size'], 3, 5), seed=1)
+
+  def loss(conv, x, kernel):
+    return jnp.sum(jnp.sin(conv(x, kernel, dilation, stride, 'float32')))
+
+  custom = jax.grad(functools.partial(loss, im2col._conv_valid_mixed),
+                    argnums=(0, 1))(x, kernel)
+  autodiff = jax.grad(functools.partial(
+      loss, lambda *a: im2col._conv_forward(*a)[0]), argnums=(0, 1))(x, kernel)
+  for c, a in zip(custom, autodiff):
+    np.testing.assert_allclose(c, a, atol=2e-5)
 
 
 def test_bfloat16_compute_is_close_to_float32():

@@ -2,11 +2,11 @@
 
 XLA:CPU runs ``lax.conv_general_dilated`` slowly, while a large matmul runs
 near the machine's peak. ``conv_valid`` therefore gathers the kernel taps of
-every output position with shifted slices (im2col) and multiplies once. Its
-custom VJP keeps every matmul in that fast form: the kernel gradient is
-``patches^T @ grad`` and the input gradient is the same im2col convolution of
-the (zero-upsampled, padded) output gradient with the flipped kernel, instead
-of a thin matmul followed by a scatter of the patches.
+every output position with shifted slices (im2col) and multiplies once. With
+bfloat16 inputs a custom VJP keeps every matmul in that fast form: the kernel
+gradient is ``patches^T @ grad`` and the input gradient is the same im2col
+convolution of the (zero-upsampled, padded) output gradient with the flipped
+kernel, instead of a thin matmul followed by a scatter of the patches.
 
 With ``compute_dtype='bfloat16'`` the patches and all three matmuls use
 bfloat16 inputs with float32 accumulation (mixed precision); parameters,
@@ -56,13 +56,23 @@ def _matmul(a: Array, b: Array, compute_dtype) -> Array:
                     preferred_element_type=jnp.float32)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def conv_valid(x: Array, kernel: Array, dilation: tuple[int, int],
                feature_stride: int, compute_dtype: str | None) -> Array:
   """Valid convolution, no bias: ``[B, T, F, C] * [kt, kf, C, O] -> [B, T', F', O]``.
 
-  Stride 1 in time, ``feature_stride`` in features; float32 output.
+  Stride 1 in time, ``feature_stride`` in features; float32 output. In
+  float32, autodiff of the im2col forward pass is the faster backward pass
+  on XLA:CPU (120 vs 92 examples/s for the paper CNN); with bfloat16 inputs
+  the custom VJP is (113 vs 86), as autodiff would run its matmuls in float32.
   """
+  if compute_dtype is None:
+    return _conv_forward(x, kernel, dilation, feature_stride, None)[0]
+  return _conv_valid_mixed(x, kernel, dilation, feature_stride, compute_dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_valid_mixed(x: Array, kernel: Array, dilation: tuple[int, int],
+                      feature_stride: int, compute_dtype: str) -> Array:
   return _conv_forward(x, kernel, dilation, feature_stride, compute_dtype)[0]
 
 
@@ -111,4 +121,4 @@ def _upsample_features(grad: Array, stride: int) -> Array:
   return spread[:, :, :(features - 1) * stride + 1]
 
 
-conv_valid.defvjp(_conv_fwd, _conv_bwd)
+_conv_valid_mixed.defvjp(_conv_fwd, _conv_bwd)

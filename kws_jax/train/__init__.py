@@ -3,6 +3,7 @@
     python -m kws_jax.train --config experiments/configs/cnn.py --workdir runs/cnn
 """
 
+from kws_jax.train.checkpoints import load_run
 from kws_jax.train.loop import Evaluation, evaluate, train_and_evaluate
 
-__all__ = ['Evaluation', 'evaluate', 'train_and_evaluate']
+__all__ = ['Evaluation', 'evaluate', 'load_run', 'train_and_evaluate']

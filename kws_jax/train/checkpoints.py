@@ -90,7 +90,10 @@ class Checkpoints:
 
   def _restore_newest(self, manager: ocp.CheckpointManager,
                       target: State) -> State | None:
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                       sharding=getattr(x, 'sharding', None)),
+        target)
     for step in sorted(manager.all_steps(), reverse=True):
       path = os.path.join(str(manager.directory), str(step))
       try:
@@ -109,3 +112,46 @@ class Checkpoints:
   def close(self) -> None:
     self._last.close()
     self._best.close()
+
+
+def load_run(workdir: str, which: str = 'best'):
+  """``(config, model, params)`` of a finished or running training run.
+
+  Args:
+    workdir: the run's directory (with ``config.json`` and ``checkpoints/``).
+    which: 'best' (highest validation accuracy) or 'last'.
+
+  Raises:
+    FileNotFoundError: no run or no checkpoint in ``workdir``.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+
+  from kws_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  from kws_jax.train import optim, steps  # pylint: disable=g-import-not-at-top
+
+  if which not in ('best', 'last'):
+    raise ValueError(f"which is {which!r}, expected 'best' or 'last'.")
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{workdir} holds no training run (no '
+                            'config.json); train one with python -m '
+                            'kws_jax.train --workdir ...')
+  with open(path, encoding='utf-8') as file:
+    config = ml_collections.ConfigDict(json.load(file))
+  model = build_model(config)
+  optimizer = optim.make_optimizer(
+      config.optimizer, optim.learning_rate_schedule(config.schedule))
+  target = jax.eval_shape(
+      lambda: steps.init_state(model, optimizer, config.train.seed))
+  checkpoints = Checkpoints(os.path.join(workdir, 'checkpoints'),
+                            config.train.max_to_keep)
+  try:
+    state = (checkpoints.restore_best(target) if which == 'best' else
+             checkpoints.restore_last(target))
+  finally:
+    checkpoints.close()
+  if state is None:
+    raise FileNotFoundError(f'{workdir} has no readable {which} checkpoint '
+                            'yet.')
+  return config, model, state['params']

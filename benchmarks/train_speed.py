@@ -1,0 +1,170 @@
+"""Training speed of the paper CNN: kws_jax against Keras 3 on TensorFlow.
+
+    python benchmarks/train_speed.py [--batch 100] [--steps 20] [--data-dir DIR]
+
+Runs, each in its own process so that XLA and TensorFlow settings do not mix:
+  * kws_jax's jitted train step (Adam, dropout, MFCC input [49, 20]) with
+    in-memory batches, with the XLA:CPU flags kws_jax's tools set (YNNPACK
+    convolutions) and with XLA's defaults (im2col convolutions);
+  * the same architecture in Keras 3 (TensorFlow backend, oneDNN), trained
+    with ``train_on_batch`` on the same batch;
+  * kws_jax's raw-audio train step fed by the real input pipeline (full
+    augmentation) against the same step on one in-memory batch, to show
+    whether loading limits training (needs a dataset; the default synthetic
+    one is generated into --data-dir if missing).
+Prints examples/s (median step time over --steps steps after 3 warm-up steps)
+and the kws_jax / Keras ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+sys.path.insert(0, REPO)
+
+FILTERS = (64, 64, 64, 64, 128, 64, 128)
+KERNELS = ((3, 3), (5, 3), (5, 3), (5, 3), (5, 2), (5, 1), (10, 1))
+DILATIONS = ((1, 1), (1, 1), (2, 1), (1, 1), (2, 1), (1, 1), (2, 1))
+
+
+def median_step_seconds(step, steps: int) -> float:
+  for _ in range(3):
+    step()
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from experiments.configs import cnn as cnn_config  # pylint: disable=g-import-not-at-top
+  from kws_jax import data  # pylint: disable=g-import-not-at-top
+  from kws_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  from kws_jax.train import optim, steps as train_steps  # pylint: disable=g-import-not-at-top
+
+  config = cnn_config.get_config()
+  config.model.preprocess = preprocess
+  config.train.batch_size = args.batch
+  model = build_model(config)
+  schedule = optim.learning_rate_schedule(config.schedule)
+  optimizer = optim.make_optimizer(config.optimizer, schedule)
+  state = train_steps.init_state(model, optimizer, 0)
+  step_fn = jax.jit(train_steps.make_train_step(model, optimizer, schedule,
+                                                config), donate_argnums=0)
+  rng = np.random.default_rng(0)
+  batch = {'audio': (0.1 * rng.standard_normal((args.batch, 16000))
+                     ).astype(np.float32),
+           'label': rng.integers(0, 12, args.batch).astype(np.int32),
+           'weight': np.ones(args.batch, np.float32)}
+  holder = {'state': state}
+
+  def run(next_batch):
+    holder['state'], metrics = step_fn(holder['state'], next_batch())
+    jax.block_until_ready(metrics)
+
+  in_memory = median_step_seconds(lambda: run(lambda: batch), args.steps)
+  result = {'in_memory': args.batch / in_memory,
+            'conv': next(layer.implementation for layer in model.net.layers
+                         if hasattr(layer, 'implementation'))}
+  if pipeline:
+    config.data.data_dir = args.data_dir
+    from kws_jax.train.loop import load_dataset  # pylint: disable=g-import-not-at-top
+    batches = data.train_batches(load_dataset(config), args.batch, seed=0)
+    piped = median_step_seconds(lambda: run(lambda: next(batches)),
+                                args.steps)
+    result['pipeline'] = args.batch / piped
+  return result
+
+
+def keras_part(args) -> dict:
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  layers = [tf.keras.layers.Input((49, 20)), tf.keras.layers.Reshape((49, 20, 1))]
+  for filters, kernel, dilation in zip(FILTERS, KERNELS, DILATIONS):
+    layers.append(tf.keras.layers.Conv2D(filters, kernel, dilation_rate=dilation,
+                                         activation='relu'))
+  layers += [tf.keras.layers.Flatten(), tf.keras.layers.Dropout(0.5),
+             tf.keras.layers.Dense(128), tf.keras.layers.Dense(256, 'relu'),
+             tf.keras.layers.Dense(12)]
+  model = tf.keras.Sequential(layers)
+  model.compile(
+      optimizer=tf.keras.optimizers.Adam(5e-4, epsilon=1e-8),
+      loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=['accuracy'])
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((args.batch, 49, 20)).astype(np.float32)
+  y = rng.integers(0, 12, args.batch)
+  seconds = median_step_seconds(lambda: model.train_on_batch(x, y), args.steps)
+  return {'in_memory': args.batch / seconds, 'tf': tf.__version__}
+
+
+def run_part(part: str, args, env_overrides: dict) -> dict:
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', **env_overrides)
+  command = [sys.executable, __file__, '--part', part, '--batch',
+             str(args.batch), '--steps', str(args.steps), '--data-dir',
+             args.data_dir]
+  out = subprocess.run(command, env=env, capture_output=True, text=True,
+                       check=False)
+  if out.returncode:
+    raise RuntimeError(f'{part} failed:\n{out.stderr[-3000:]}')
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--batch', type=int, default=100)
+  parser.add_argument('--steps', type=int, default=20)
+  parser.add_argument('--data-dir', default='data/synth')
+  parser.add_argument('--part', default=None, help=argparse.SUPPRESS)
+  args = parser.parse_args()
+
+  if args.part:  # child process
+    if args.part.startswith('jax'):
+      from kws_jax import cli  # pylint: disable=g-import-not-at-top
+      if args.part != 'jax-default':
+        cli.configure_xla_cpu()
+      result = jax_part(args, preprocess='raw' if args.part == 'jax-pipeline'
+                        else 'mfcc', pipeline=args.part == 'jax-pipeline')
+    else:
+      result = keras_part(args)
+    print(json.dumps(result))
+    return
+
+  if not os.path.isdir(args.data_dir):
+    from kws_jax.data.synth import synthesize_dataset  # pylint: disable=g-import-not-at-top
+    synthesize_dataset(args.data_dir)
+  default_xla = {'KWS_JAX_XLA_DEFAULTS': '0'}
+  results = {
+      'kws_jax (YNNPACK conv)': run_part('jax-fast', args, {}),
+      'kws_jax (XLA defaults)': run_part('jax-default', args, default_xla),
+      'Keras 3 / TF': run_part('keras', args, {}),
+  }
+  pipeline = run_part('jax-pipeline', args, {})
+  keras = results['Keras 3 / TF']['in_memory']
+  print(f'Paper CNN train step, batch {args.batch}, MFCC input, '
+        f'{os.cpu_count()} cores (median of {args.steps} steps)')
+  print(f'{"trainer":<26}{"conv":<10}{"examples/s":>12}{"vs Keras":>10}')
+  for name, result in results.items():
+    print(f'{name:<26}{result.get("conv", "oneDNN"):<10}'
+          f'{result["in_memory"]:>12.0f}{result["in_memory"] / keras:>9.2f}x')
+  print(f'\nRaw-audio train step (frontend inside), YNNPACK conv: '
+        f'{pipeline["in_memory"]:.0f} examples/s on one in-memory batch, '
+        f'{pipeline["pipeline"]:.0f} fed by the augmenting pipeline '
+        f'({args.data_dir}).')
+
+
+if __name__ == '__main__':
+  main()
