@@ -39,3 +39,33 @@ def atomic_write(path: str | os.PathLike, mode: str = 'wb') -> Iterator[IO]:
     with contextlib.suppress(FileNotFoundError):
       os.unlink(temporary)
     raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
+  """Yields a temporary directory beside `path`; it replaces `path` on success.
+
+  Readers see the old directory or the complete new one. A previous `path`
+  is moved aside and deleted only after the new one is in place.
+  """
+  import shutil  # pylint: disable=g-import-not-at-top
+  path = os.path.abspath(os.fspath(path))
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  temporary = tempfile.mkdtemp(dir=parent,
+                               prefix=f'.{os.path.basename(path)}.',
+                               suffix='.tmp')
+  try:
+    yield temporary
+    old = None
+    if os.path.exists(path):
+      old = tempfile.mkdtemp(dir=parent, prefix=f'.{os.path.basename(path)}.',
+                             suffix='.old')
+      os.rmdir(old)
+      os.replace(path, old)
+    os.replace(temporary, path)
+    if old:
+      shutil.rmtree(old, ignore_errors=True)
+  except BaseException:
+    shutil.rmtree(temporary, ignore_errors=True)
+    raise

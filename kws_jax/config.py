@@ -52,6 +52,7 @@ def default_config() -> ml_collections.ConfigDict:
       'preemph': 0.0,
       'window_type': 'hann',
       'dft': 'fft',  # or 'matmul'
+      'max_weight_block': 0,  # > 0: constant matmuls in blocks (export)
   })
   config.optimizer = ml_collections.ConfigDict({
       'name': 'adam',  # adam, adamw, momentum, novograd

@@ -59,6 +59,11 @@ class MfccFrontend(base.Layer):
     dft: 'fft' (``jnp.fft.rfft``) or 'matmul' (a DFT matrix restricted to the
       bins the mel filters use, with window and pre-emphasis folded in; one
       matmul, no FFT op, as kws_streaming's default ``use_tf_fft=False``).
+    max_weight_block: 0 multiplies by each constant matrix at once; n > 0
+      splits the contraction into blocks of at most n matrix entries, summed.
+      Same math; the exporter uses 1023 because TFLite's weight quantizer
+      leaves matrices under 1024 entries in float, which keeps the frontend
+      of quantized models exact.
   """
 
   name: str = 'frontend'
@@ -75,6 +80,7 @@ class MfccFrontend(base.Layer):
   preemph: float = 0.0
   window_type: str = 'hann'
   dft: str = 'fft'
+  max_weight_block: int = 0
 
   def __post_init__(self):
     def fail(field, expected):
@@ -100,6 +106,8 @@ class MfccFrontend(base.Layer):
     if not 0 <= self.dct_num_features <= self.mel_num_bins:
       fail('dct_num_features', f'0 (log-mel) to mel_num_bins '
            f'({self.mel_num_bins})')
+    if self.max_weight_block < 0:
+      fail('max_weight_block', '>= 0')
     if self.log_epsilon <= 0:
       fail('log_epsilon', 'a positive float')
     if not 0.0 <= self.preemph < 1.0:
@@ -205,13 +213,15 @@ class MfccFrontend(base.Layer):
     tables = _tables(self)
     dtype = frames.dtype  # float32 usually; float64 under jax_enable_x64
     if self.dft == 'matmul':
-      spectrum = jnp.matmul(frames, tables.dft.astype(dtype))
+      spectrum = self._matmul(frames, tables.dft.astype(dtype))
       half = spectrum.shape[-1] // 2
       real, imag = spectrum[..., :half], spectrum[..., half:]
     else:
       frames = _preemphasis(frames, self.preemph) * tables.window.astype(dtype)
-      spectrum = jnp.fft.rfft(frames, n=self.fft_size)[..., tables.bins]
-      real, imag = jnp.real(spectrum), jnp.imag(spectrum)
+      spectrum = jnp.fft.rfft(frames, n=self.fft_size)
+      # Slice after splitting: TFLite cannot slice complex tensors.
+      real = jnp.real(spectrum)[..., tables.bins]
+      imag = jnp.imag(spectrum)[..., tables.bins]
     power = real * real + imag * imag
     if self.fft_magnitude_squared:
       magnitude = power
@@ -219,11 +229,20 @@ class MfccFrontend(base.Layer):
       # The floor keeps the gradient finite on silent frames; it is far below
       # any log_epsilon and does not change the features.
       magnitude = jnp.sqrt(jnp.maximum(power, jnp.finfo(power.dtype).tiny))
-    mel = jnp.matmul(magnitude, tables.mel.astype(dtype))
+    mel = self._matmul(magnitude, tables.mel.astype(dtype))
     log_mel = jnp.log(jnp.maximum(mel, self.log_epsilon))
     if not self.dct_num_features:
       return log_mel
-    return jnp.matmul(log_mel, tables.dct.astype(dtype))
+    return self._matmul(log_mel, tables.dct.astype(dtype))
+
+  def _matmul(self, x: Array, matrix: np.ndarray) -> Array:
+    """``x @ matrix``, in row blocks of at most ``max_weight_block`` entries."""
+    rows = matrix.shape[0]
+    if not self.max_weight_block or matrix.size <= self.max_weight_block:
+      return jnp.matmul(x, matrix)
+    step = max(1, self.max_weight_block // matrix.shape[1])
+    return sum(jnp.matmul(x[..., i:i + step], matrix[i:i + step])
+               for i in range(0, rows, step))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -191,8 +191,10 @@ def shift_in(buffer: Array, frame: Array) -> Array:
   """Appends ``frame`` to a time buffer and drops as many of its oldest frames.
 
   ``buffer: [batch, n, ...]``, ``frame: [batch, k, ...]`` with ``k <= n``.
+  Concatenating before slicing lets int8 TFLite exports keep the whole
+  buffer shift in float (see ``export.tflite.state_node_names``).
   """
-  return jnp.concatenate([buffer[:, frame.shape[1]:], frame], axis=1)
+  return jnp.concatenate([buffer, frame], axis=1)[:, frame.shape[1]:]
 
 
 def count_params(params: Params) -> int:

@@ -84,8 +84,9 @@ class Sequential(base.Layer):
             rng: Array | None = None) -> Array:
     for index, layer in enumerate(self.layers):
       layer_rng = None if rng is None else jax.random.fold_in(rng, index)
-      x = layer.apply(params.get(layer.name, {}), x, train=train,
-                      rng=layer_rng)
+      with jax.named_scope(layer.name):  # names ops in profiles and exports
+        x = layer.apply(params.get(layer.name, {}), x, train=train,
+                        rng=layer_rng)
     return x
 
   def init_state(self, batch_size: int, in_shape: base.Shape,
@@ -102,8 +103,9 @@ class Sequential(base.Layer):
     new_state = {}
     for layer in self.layers:
       layer_state = state.get(layer.name, ())
-      layer_state, frame = layer.step(params.get(layer.name, {}), layer_state,
-                                      frame)
+      with jax.named_scope(layer.name):
+        layer_state, frame = layer.step(params.get(layer.name, {}),
+                                        layer_state, frame)
       if layer.name in state:
         new_state[layer.name] = layer_state
     return new_state, frame

@@ -1,0 +1,61 @@
+"""Accuracy of exported TFLite models on a split, as kws_streaming measures it.
+
+* non-streaming: one invocation per 1 s clip;
+* streaming "reset1": the state is zeroed before every clip;
+* streaming "reset0": one stream over the split's clips in order, the state
+  carried from clip to clip.
+The prediction of a streamed clip is the argmax after its last 20 ms block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from kws_jax import data
+from kws_jax.evaluate import Accuracy
+from kws_jax.export.runtime import TfliteNonStreaming, TfliteStreaming
+from kws_jax.models import Model
+
+
+def load_split(model: Model, dataset: data.SpeechCommands, split: str,
+               batch_size: int = 100) -> tuple[np.ndarray, np.ndarray]:
+  """Model inputs ``[N, time, ...]`` (audio or features) and labels ``[N]``."""
+  features = jax.jit(lambda a: model.frontend.apply({}, a))
+  inputs, labels = [], []
+  for batch in data.eval_batches(dataset, split, batch_size):
+    real = batch['weight'] > 0
+    audio = batch['audio'][real]
+    if model.preprocess == 'mfcc':
+      audio = np.asarray(features(audio))
+    inputs.append(audio)
+    labels.append(batch['label'][real])
+  return np.concatenate(inputs), np.concatenate(labels)
+
+
+def non_streaming_accuracy(path: str, inputs: np.ndarray, labels: np.ndarray
+                           ) -> Accuracy:
+  model = TfliteNonStreaming(path)
+  correct = sum(int(np.argmax(model(x[None])) == label)
+                for x, label in zip(inputs, labels))
+  return Accuracy(correct, len(labels))
+
+
+def streaming_accuracy(path: str, inputs: np.ndarray, labels: np.ndarray,
+                       block: int, *, reset: bool,
+                       on_logits: Callable[[int, np.ndarray], None] | None
+                       = None) -> Accuracy:
+  """Streams every clip; ``on_logits(clip_index, logits [steps, labels])``."""
+  model = TfliteStreaming(path)
+  correct = 0
+  for index, (x, label) in enumerate(zip(inputs, labels)):
+    if reset:
+      model.reset()
+    logits = np.stack([model(x[None, start:start + block])
+                       for start in range(0, x.shape[0] - block + 1, block)])
+    if on_logits is not None:
+      on_logits(index, logits)
+    correct += int(np.argmax(logits[-1]) == label)
+  return Accuracy(correct, len(labels))

@@ -1,0 +1,306 @@
+"""``export_run(workdir)``: every inference form of a trained model, measured.
+
+Writes under the output directory (the workdir by default), with
+kws_streaming's names:
+
+    non_stream/  stream_state_internal/  stream_state_external/   SavedModels
+    tflite_non_stream/non_stream.tflite
+    tflite_stream_state_internal/stream_state_internal.tflite  (variables)
+    tflite_stream_state_external/stream_state_external.tflite
+    quantize_opt_for_size_tflite_non_stream/non_stream.tflite   (int8 weights)
+    quantize_opt_for_size_tflite_stream_state_external/stream_state_external.tflite
+    quantize_int8_tflite_non_stream/non_stream.tflite           (int8 weights
+    quantize_int8_tflite_stream_state_external/stream_state_external.tflite
+                                                      and activations)
+    jax/                                 the JAX forms' accuracies
+    manifest.json                        tensors, states, labels, files, ...
+
+and in every TFLite folder ``model_summary.txt`` plus its accuracy files
+(``tflite_non_stream_model_accuracy.txt`` or
+``tflite_stream_state_*_model_accuracy_reset0.txt`` / ``_reset1.txt``).
+Accuracies are percentages on the test split, as kws_streaming writes them.
+
+Exported graphs use ``lax.conv`` convolutions (TFLite ``CONV_2D``). The
+quantized models keep the frontend in float: its constant matrices are split
+into blocks TFLite's weight quantizer leaves alone, and full-int8 conversion
+keeps the frontend and the first layer float (see ``float_scopes`` and
+``tflite.convert_int8``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from kws_jax import data, evaluate
+from kws_jax.atomic import atomic_write
+from kws_jax.export import accuracy, forms, savedmodel, tflite
+from kws_jax.models import Model, build_model
+from kws_jax.train import load_run
+from kws_jax.train.loop import load_dataset
+
+MANIFEST_FORMAT = 1
+# TFLite folder -> (file, form, quantization).
+TFLITE_MODELS = {
+    'tflite_non_stream': ('non_stream.tflite', 'non_stream', 'float'),
+    'tflite_stream_state_external': ('stream_state_external.tflite',
+                                     'stream_state_external', 'float'),
+    'tflite_stream_state_internal': ('stream_state_internal.tflite',
+                                     'stream_state_internal', 'float'),
+    'quantize_opt_for_size_tflite_non_stream': ('non_stream.tflite',
+                                                'non_stream', 'dynamic'),
+    'quantize_opt_for_size_tflite_stream_state_external': (
+        'stream_state_external.tflite', 'stream_state_external', 'dynamic'),
+    'quantize_int8_tflite_non_stream': ('non_stream.tflite', 'non_stream',
+                                        'int8'),
+    'quantize_int8_tflite_stream_state_external': (
+        'stream_state_external.tflite', 'stream_state_external', 'int8'),
+}
+CALIBRATION_CLIPS = {'non_stream': 400, 'stream_state_external': 100}
+
+
+def _export_models(config) -> tuple[Model, Model]:
+  """The model for float graphs and the one for quantized graphs."""
+  float_config = copy.deepcopy(config)
+  float_config.model.conv_implementation = 'xla'
+  quant_config = copy.deepcopy(float_config)
+  quant_config.frontend.max_weight_block = 1023
+  return build_model(float_config), build_model(quant_config)
+
+
+def _write(path: str, text: str) -> None:
+  with atomic_write(path, 'w') as file:
+    file.write(text)
+
+
+def float_scopes(model: Model) -> tuple[str, ...]:
+  """Layers kept float in int8 models: the frontend and the first weighted layer.
+
+  MFCC coefficients span very different ranges (c0 about 10x the others), so
+  one int8 scale for the first layer's input loses the small ones; keeping
+  that layer (1 input channel, a tiny share of the compute) in float costs
+  nothing and keeps int8 accuracy within a point of float (RESULTS.md).
+  """
+  weighted = jax.eval_shape(lambda: model.init(jax.random.key(0)))
+  first = next(layer.name for layer in model.body.layers
+               if layer.name in weighted)
+  return (('frontend',) if model.preprocess == 'raw' else ()) + (first,)
+
+
+def _representative(form: str, model: Model, params: Any,
+                    clips: np.ndarray):
+  """A generator factory of ``{signature input: array}`` calibration samples."""
+  name = forms.input_name(model)
+  if form == 'non_stream':
+    samples = [{name: clip[None]} for clip in clips]
+  else:
+    specs = forms.state_specs(model)
+    stream = forms.JaxStream(model, params)
+    samples = []
+    for clip in clips:
+      states, _ = stream.run(clip[None])
+      block = model.block_size
+      for i, state in enumerate(states):
+        samples.append({name: clip[None, i * block:(i + 1) * block],
+                        **{savedmodel.state_key(s): v
+                           for s, v in zip(specs, state)}})
+  return lambda: iter(samples)
+
+
+def export_run(workdir: str, out_dir: str | None = None, *,
+               int8: bool = True, progress: bool = True) -> dict[str, Any]:
+  """Exports the best checkpoint of ``workdir`` in every form; see module doc.
+
+  Returns the manifest (also written to ``out_dir/manifest.json``).
+
+  Raises:
+    FileNotFoundError: ``workdir`` has no trained checkpoint.
+    tflite.ExportError: a form cannot be converted with TFLite builtin ops.
+  """
+  started = time.time()
+  out_dir = out_dir or workdir
+  config, trained, params = load_run(workdir)
+  model, quant_model = _export_models(config)
+  dataset = load_dataset(config)
+  inputs, labels = accuracy.load_split(model, dataset, 'testing',
+                                       config.train.batch_size)
+  train_inputs, _ = accuracy.load_split(model, dataset, 'training',
+                                        config.train.batch_size)
+  with open(os.path.join(workdir, 'model_summary.txt'), encoding='utf-8') as f:
+    summary = f.read()
+  say = (lambda message: tqdm.write(message)) if progress else (lambda m: None)
+
+  for form in savedmodel.FORMS:
+    savedmodel.save(form, model, params, os.path.join(out_dir, form))
+    say(f'SavedModel {form}/')
+
+  results: dict[str, dict[str, Any]] = {}
+  with tempfile.TemporaryDirectory() as quant_dir:
+    for form in ('non_stream', 'stream_state_external'):
+      savedmodel.save(form, quant_model, params, os.path.join(quant_dir, form))
+    for folder, (filename, form, quantization) in TFLITE_MODELS.items():
+      if quantization == 'int8' and not int8:
+        continue
+      source = os.path.join(out_dir if quantization == 'float' else quant_dir,
+                            form)
+      if quantization == 'int8':
+        rng = np.random.default_rng(0)
+        picked = rng.choice(len(train_inputs),
+                            min(CALIBRATION_CLIPS[form], len(train_inputs)),
+                            replace=False)
+        flatbuffer = tflite.convert_int8(
+            source, tflite.convert(source),
+            _representative(form, quant_model, params, train_inputs[picked]),
+            float_scopes(model))
+      else:
+        flatbuffer = tflite.convert(
+            source, quantization,
+            resource_variables=form == 'stream_state_internal')
+      path = os.path.join(out_dir, folder, filename)
+      with atomic_write(path) as file:
+        file.write(flatbuffer)
+      results[folder] = _measure(folder, form, path, flatbuffer, model,
+                                 inputs, labels, summary, progress)
+      say(f'{folder}/{filename}: {len(flatbuffer):,} bytes, accuracy '
+          + ', '.join(f'{k} {v:.2f}%' for k, v in
+                      results[folder]['accuracy'].items()))
+
+  jax_accuracy = _jax_accuracies(trained, params, dataset,
+                                 config.train.batch_size, out_dir)
+  parity = _streaming_parity(model, params, inputs[:8],
+                             os.path.join(out_dir, 'tflite_stream_state_'
+                                          'external',
+                                          'stream_state_external.tflite'))
+  with open(os.path.join(workdir, 'labels.txt'), encoding='utf-8') as f:
+    label_names = f.read().split()
+  manifest = _manifest(config, model, label_names, results, jax_accuracy,
+                       parity, len(labels))
+  _write(os.path.join(out_dir, 'manifest.json'),
+         json.dumps(manifest, indent=2) + '\n')
+  say(f'exported to {out_dir} in {time.time() - started:.0f} s; float '
+      f'streaming TFLite vs JAX step: max |logit diff| {parity:.1e}')
+  return manifest
+
+
+def _measure(folder: str, form: str, path: str, flatbuffer: bytes,
+             model: Model, inputs: np.ndarray, labels: np.ndarray,
+             summary: str, progress: bool) -> dict[str, Any]:
+  """Accuracy files and model_summary.txt of one TFLite model."""
+  directory = os.path.dirname(path)
+  measured = {}
+  if form == 'non_stream':
+    result = accuracy.non_streaming_accuracy(path, inputs, labels)
+    measured['non_stream'] = result.accuracy * 100
+    _write(os.path.join(directory, 'tflite_non_stream_model_accuracy.txt'),
+           f'{measured["non_stream"]}')
+  else:
+    for reset in (1, 0):
+      clips = tqdm(inputs, desc=f'{folder} reset{reset}', leave=False,
+                   disable=not progress)
+      result = accuracy.streaming_accuracy(path, clips, labels,
+                                           model.block_size, reset=bool(reset))
+      measured[f'reset{reset}'] = result.accuracy * 100
+      _write(os.path.join(directory,
+                          f'tflite_{form}_model_accuracy_reset{reset}.txt'),
+             f'{measured[f"reset{reset}"]}')
+  ops = tflite.op_names(flatbuffer)
+  _write(os.path.join(directory, 'model_summary.txt'),
+         f'{summary}\nTFLite {os.path.basename(path)}: {len(flatbuffer):,} '
+         f'bytes, builtin ops: {", ".join(ops)}\n')
+  return {'file': os.path.relpath(path, os.path.dirname(directory)),
+          'bytes': len(flatbuffer), 'form': form,
+          'quantization': TFLITE_MODELS[folder][2], 'ops': ops,
+          'accuracy': measured}
+
+
+def _jax_accuracies(model: Model, params: Any, dataset: data.SpeechCommands,
+                    batch_size: int, out_dir: str) -> dict[str, float]:
+  measured = {
+      'non_stream': evaluate.non_streaming_accuracy(
+          model, params, dataset, batch_size=batch_size),
+      'stream_reset1': evaluate.streaming_accuracy(
+          model, params, dataset, batch_size=batch_size),
+      'stream_reset0': evaluate.streaming_accuracy(
+          model, params, dataset, batch_size=batch_size, reset=False),
+  }
+  files = {'non_stream': 'non_stream_model_accuracy.txt',
+           'stream_reset1': 'stream_model_accuracy_reset1.txt',
+           'stream_reset0': 'stream_model_accuracy_reset0.txt'}
+  for key, result in measured.items():
+    _write(os.path.join(out_dir, 'jax', files[key]), f'{result.accuracy * 100}')
+  return {key: result.accuracy * 100 for key, result in measured.items()}
+
+
+def _streaming_parity(model: Model, params: Any, inputs: np.ndarray,
+                      path: str) -> float:
+  """Max |logits| difference, TFLite float stream vs the JAX step, per frame."""
+  diff = 0.0
+  stream = forms.JaxStream(model, params)
+
+  def compare(index: int, logits: np.ndarray) -> None:
+    nonlocal diff
+    _, reference = stream.run(inputs[index][None])
+    diff = max(diff, float(np.max(np.abs(logits - reference))))
+
+  accuracy.streaming_accuracy(path, inputs, np.zeros(len(inputs), int),
+                              model.block_size, reset=True,
+                              on_logits=compare)
+  return diff
+
+
+def _manifest(config, model: Model, labels: list[str],
+              results: dict[str, Any], jax_accuracy: dict[str, float],
+              parity: float, clips: int) -> dict[str, Any]:
+  states = [dict(s.as_dict(), signature_name=savedmodel.state_key(s))
+            for s in forms.state_specs(model)]
+  from kws_jax.detect import detector  # pylint: disable=g-import-not-at-top
+  frontend = dataclasses.asdict(model.frontend)
+  return {
+      'format': MANIFEST_FORMAT,
+      'model': model.name,
+      'preprocess': model.preprocess,
+      'frontend': frontend,
+      'labels': labels,
+      'sample_rate': model.frontend.sample_rate,
+      'clip_samples': int(round(config.data.sample_rate *
+                                config.data.clip_duration_ms / 1000)),
+      'step_ms': model.frontend.window_stride_ms,
+      'non_stream': {
+          'signature': 'serving_default',
+          'inputs': [forms.non_streaming_input(model).as_dict()],
+          'outputs': [{'name': 'logits', 'shape': [1, model.label_count],
+                       'dtype': 'float32'}]},
+      'stream': {
+          'signature': 'serving_default',
+          'input': forms.streaming_input(model).as_dict(),
+          'outputs': [{'name': 'logits', 'shape': [1, model.label_count],
+                       'dtype': 'float32'}],
+          'states': states,
+          'state_order': 'layer order; external-state models take and '
+                         'return every state under its signature_name, '
+                         'internal-state models keep them in variables and '
+                         "zero them with the 'reset' signature",
+          'warmup_steps': model.lookback,
+      },
+      'tflite': results,
+      'accuracy_test_split': {'clips': clips, 'jax': jax_accuracy},
+      'streaming_parity_max_abs_logit_diff': parity,
+      'detection': {
+          'smoothing_ms': detector.DEFAULT_SMOOTHING_MS,
+          'threshold': detector.DEFAULT_THRESHOLD,
+          'refractory_ms': detector.DEFAULT_REFRACTORY_MS,
+          'note': 'posterior = softmax(logits), averaged over smoothing_ms; '
+                  'a keyword fires when it rises to threshold, then nothing '
+                  'fires for refractory_ms. Pick the threshold from the '
+                  'DET curve of python -m kws_jax.detect --labels-csv.',
+      },
+  }

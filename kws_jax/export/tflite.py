@@ -1,0 +1,146 @@
+"""TFLite conversion (float, dynamic-range, full int8) and a builtin-op check.
+
+Every model is converted from its SavedModel with TFLite builtin ops only:
+a model that would need Select TF (flex) or custom ops fails the export with
+an error naming those ops.
+
+Quantization:
+* ``dynamic`` (kws_streaming's ``quantize_opt_for_size``): int8 weights,
+  float activations;
+* ``int8``: int8 weights and activations of every op with an int8 kernel,
+  calibrated on a representative dataset (training clips; for streaming
+  models the step inputs *and* the states met while streaming them). The
+  model keeps float inputs and outputs. Ops without int8 kernels (the
+  frontend's RFFT, magnitude, log) stay float, and so do the ops that feed
+  the log: quantizing a magnitude spectrum would erase the quiet bins that
+  MFCCs depend on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import tensorflow as tf
+
+class ExportError(RuntimeError):
+  """A model cannot be exported as asked."""
+
+
+def convert(saved_model_dir: str, quantization: str = 'float', *,
+            resource_variables: bool = False) -> bytes:
+  """Converts a SavedModel (all its signatures) to a TFLite flatbuffer.
+
+  Args:
+    saved_model_dir: the SavedModel.
+    quantization: 'float' or 'dynamic' (int8 weights); see ``convert_int8``.
+    resource_variables: keep ``tf.Variable`` states (internal-state models).
+
+  Raises:
+    ExportError: the model needs non-builtin ops (named), or bad arguments.
+  """
+  if quantization not in ('float', 'dynamic'):
+    raise ExportError(f'quantization is {quantization!r}, expected float or '
+                      'dynamic (convert_int8 does int8).')
+  converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  converter.experimental_enable_resource_variables = resource_variables
+  if quantization == 'dynamic':
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  try:
+    flatbuffer = converter.convert()
+  except Exception as error:  # the converter raises several types
+    ops = sorted(set(re.findall(r"'((?:tf|tfl|stablehlo|chlo|mhlo)\.\w+)'",
+                                str(error))))
+    raise ExportError(
+        f'{saved_model_dir}: TFLite conversion failed'
+        + (f'; ops without a TFLite builtin kernel: {", ".join(ops)}'
+           if ops else '') + f'. Converter said: {str(error)[-600:]}'
+    ) from None
+  check_builtin_ops(flatbuffer, saved_model_dir)
+  return flatbuffer
+
+
+def convert_int8(saved_model_dir: str, float_flatbuffer: bytes,
+                 representative: Callable[[], Iterable[dict[str, np.ndarray]]],
+                 float_scopes: Iterable[str] = ('frontend',)) -> bytes:
+  """Full int8 quantization, except the ops up to the last of ``float_scopes``.
+
+  The float model's ops run in execution order; every op up to the last one
+  whose output is named inside a JAX scope of ``float_scopes`` (layer names,
+  see ``Sequential``) stays float, and so do the streaming state buffers
+  (``state_node_names``). Calibration runs on ``representative``.
+  This is what ``tf.lite.experimental.QuantizationDebugger``'s selective
+  quantization does: calibrate, then quantize with ``denylisted_nodes``.
+  """
+  from tensorflow.lite.python import convert as tflite_convert  # pylint: disable=g-import-not-at-top
+  keep_float = (float_node_names(float_flatbuffer, float_scopes) +
+                state_node_names(float_flatbuffer))
+  converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  converter.representative_dataset = representative
+  converter.target_spec.supported_ops = [
+      tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+  converter._experimental_calibrate_only = True  # pylint: disable=protected-access
+  try:
+    calibrated = converter.convert()
+    flatbuffer = tflite_convert.mlir_quantize(
+        calibrated, denylisted_nodes=keep_float)
+  except Exception as error:  # pylint: disable=broad-exception-caught
+    raise ExportError(f'{saved_model_dir}: int8 quantization failed: '
+                      f'{str(error)[-600:]}') from None
+  check_builtin_ops(flatbuffer, saved_model_dir)
+  return flatbuffer
+
+
+def float_node_names(flatbuffer: bytes, scopes: Iterable[str]) -> list[str]:
+  """Output tensor names of the ops up to the last op of ``scopes``."""
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  interpreter = Interpreter(model_content=flatbuffer)
+  ops = interpreter._get_ops_details()  # pylint: disable=protected-access
+  names = [[interpreter._get_tensor_details(t, 0)['name'] for t in op['outputs']]  # pylint: disable=protected-access
+           for op in ops]
+  markers = [f'/{scope}/' for scope in scopes]
+  last = max((i for i, outs in enumerate(names)
+              if any(m in name for m in markers for name in outs)),
+             default=-1)
+  return [name for outs in names[:last + 1] for name in outs]
+
+
+def state_node_names(flatbuffer: bytes) -> list[str]:
+  """Output names of the ops that shift streaming state buffers.
+
+  A buffer is sliced from a ``state_*`` input and concatenated into a
+  ``state_*`` output every step. Quantizing it would re-round every frame at
+  each step it stays in the buffer (input and output scales differ), so these
+  copies stay float; the layers reading the buffer quantize it once.
+  """
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  interpreter = Interpreter(model_content=flatbuffer)
+  signature = interpreter._get_full_signature_list()['serving_default']  # pylint: disable=protected-access
+  state_in = {i for n, i in signature['inputs'].items() if n.startswith('state_')}
+  state_out = {i for n, i in signature['outputs'].items()
+               if n.startswith('state_')}
+  ops = interpreter._get_ops_details()  # pylint: disable=protected-access
+  keep = set()
+  for op in ops:
+    if state_out & set(op['outputs']) or state_in & set(op['inputs']):
+      keep.update(op['outputs'])
+  return [interpreter._get_tensor_details(t, 0)['name'] for t in sorted(keep)]  # pylint: disable=protected-access
+
+
+def op_names(flatbuffer: bytes) -> list[str]:
+  """The distinct op names of a TFLite model."""
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  interpreter = Interpreter(model_content=flatbuffer)
+  return sorted({op['op_name'] for op in interpreter._get_ops_details()})  # pylint: disable=protected-access
+
+
+def check_builtin_ops(flatbuffer: bytes, what: str) -> None:
+  """Raises ExportError naming any Select TF (flex) or custom op."""
+  bad = [name for name in op_names(flatbuffer)
+         if name.startswith('Flex') or name == 'CUSTOM']
+  if bad:
+    raise ExportError(f'{what}: the TFLite model uses non-builtin ops '
+                      f'{", ".join(bad)}; only TFLite builtin ops are allowed.')

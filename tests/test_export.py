@@ -1,0 +1,171 @@
+"""Export: every form loads, matches JAX, and bad models or inputs fail clearly."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kws_jax.export import ExportError, TfliteNonStreaming, TfliteStreaming
+from kws_jax.export import export_run, forms, savedmodel, tflite
+from kws_jax.export.accuracy import load_split
+from kws_jax.export.pipeline import TFLITE_MODELS
+from kws_jax.models import build_model
+from kws_jax.train import load_run, train_and_evaluate
+from kws_jax.train.loop import load_dataset
+from test_train import tiny_config, tiny_data  # pylint: disable=unused-import
+
+
+@pytest.fixture(scope='module')
+def exported(tiny_data, tmp_path_factory):
+  """A tiny raw-audio CNN, trained for 6 steps and exported in every form."""
+  workdir = str(tmp_path_factory.mktemp('export_run'))
+  config = tiny_config(tiny_data)
+  config.model.preprocess = 'raw'
+  train_and_evaluate(config, workdir, progress=False)
+  manifest = export_run(workdir, progress=False)
+  return workdir, manifest
+
+
+def _path(workdir: str, folder: str) -> str:
+  return os.path.join(workdir, folder, TFLITE_MODELS[folder][0])
+
+
+def test_writes_kws_streaming_layout_and_manifest(exported):
+  workdir, manifest = exported
+  for folder in ('non_stream', 'stream_state_internal',
+                 'stream_state_external'):
+    assert os.path.exists(os.path.join(workdir, folder, 'saved_model.pb'))
+  for folder, (_, form, _) in TFLITE_MODELS.items():
+    files = set(os.listdir(os.path.join(workdir, folder)))
+    assert 'model_summary.txt' in files
+    if form == 'non_stream':
+      assert 'tflite_non_stream_model_accuracy.txt' in files
+    else:
+      assert {f'tflite_{form}_model_accuracy_reset0.txt',
+              f'tflite_{form}_model_accuracy_reset1.txt'} <= files
+  assert set(os.listdir(os.path.join(workdir, 'jax'))) == {
+      'non_stream_model_accuracy.txt', 'stream_model_accuracy_reset0.txt',
+      'stream_model_accuracy_reset1.txt'}
+  with open(os.path.join(workdir, 'manifest.json')) as f:
+    assert json.load(f) == json.loads(json.dumps(manifest))
+  stream = manifest['stream']
+  assert stream['input'] == {'name': 'audio', 'shape': [1, 320],
+                             'dtype': 'float32'}
+  assert [s['name'] for s in stream['states']] == [
+      'frontend', 'conv2d_0', 'conv2d_1', 'flatten']
+  assert stream['states'][0]['shape'] == [1, 320]
+  assert manifest['labels'] == ['_silence_', '_unknown_', 'yes', 'no']
+  for result in manifest['tflite'].values():
+    assert not any(op.startswith('Flex') or op == 'CUSTOM'
+                   for op in result['ops'])
+
+
+def test_float_tflite_matches_jax_frame_by_frame(exported, tiny_data):
+  workdir, manifest = exported
+  config, model, params = load_run(workdir)
+  inputs, _ = load_split(model, load_dataset(config), 'testing')
+  assert manifest['streaming_parity_max_abs_logit_diff'] <= 1e-4
+  stream = forms.JaxStream(model, params)
+  external = TfliteStreaming(_path(workdir, 'tflite_stream_state_external'))
+  internal = TfliteStreaming(_path(workdir, 'tflite_stream_state_internal'))
+  non_stream = TfliteNonStreaming(_path(workdir, 'tflite_non_stream'))
+  assert internal.internal and not external.internal
+  for clip in inputs[:4]:
+    _, expected = stream.run(clip[None])
+    external.reset()
+    internal.reset()
+    blocks = clip.reshape(-1, 320)
+    got_external = np.stack([external(b[None]) for b in blocks])
+    got_internal = np.stack([internal(b[None]) for b in blocks])
+    np.testing.assert_allclose(got_external, expected, atol=1e-4)
+    np.testing.assert_allclose(got_internal, got_external, atol=1e-6)
+    np.testing.assert_allclose(non_stream(clip[None]),
+                               model.logits(params, clip[None])[0], atol=1e-4)
+
+
+def test_quantized_models_run_and_stay_close(exported, tiny_data):
+  workdir, manifest = exported
+  config, model, params = load_run(workdir)
+  inputs, _ = load_split(model, load_dataset(config), 'testing')
+  reference = np.asarray(model.logits(params, inputs))
+  for folder in ('quantize_opt_for_size_tflite_non_stream',
+                 'quantize_int8_tflite_non_stream'):
+    quantized = TfliteNonStreaming(_path(workdir, folder))
+    logits = np.stack([quantized(x[None]) for x in inputs])
+    scale = np.abs(reference).max()
+    assert np.abs(logits - reference).max() < 0.25 * scale, folder
+  assert manifest['tflite']['quantize_int8_tflite_non_stream']['bytes'] < (
+      manifest['tflite']['tflite_non_stream']['bytes'])
+  assert 'QUANTIZE' in manifest['tflite'][
+      'quantize_int8_tflite_stream_state_external']['ops']
+
+
+def test_feature_model_streams_one_mfcc_frame(tiny_data, tmp_path):
+  config = tiny_config(tiny_data)
+  config.model.conv_implementation = 'xla'
+  model = build_model(config)
+  params = model.init(jax.random.key(0))
+  savedmodel.save('stream_state_external', model, params, str(tmp_path))
+  path = str(tmp_path / 'model.tflite')
+  with open(path, 'wb') as f:
+    f.write(tflite.convert(str(tmp_path)))
+  runner = TfliteStreaming(path)
+  features = np.asarray(jax.random.normal(jax.random.key(1), (1, 30, 20)))
+  got = np.stack([runner(features[:, i:i + 1]) for i in range(30)])
+  _, expected = forms.JaxStream(model, params).run(features)
+  np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_non_builtin_ops_fail_naming_them(tmp_path):
+
+  class Module(tf.Module):
+
+    @tf.function(input_signature=[tf.TensorSpec((4, 4), tf.float32)])
+    def serving(self, x):
+      return {'out': tf.linalg.expm(x)}
+
+  module = Module()
+  tf.saved_model.save(module, str(tmp_path),
+                      signatures={'serving_default': module.serving})
+  with pytest.raises(ExportError) as error:
+    tflite.convert(str(tmp_path))
+  assert 'ops without a TFLite builtin kernel' in str(error.value)
+
+
+def test_bad_inputs_and_states_are_named(exported):
+  workdir, _ = exported
+  runner = TfliteStreaming(_path(workdir, 'tflite_stream_state_external'))
+  with pytest.raises(ValueError, match=r"'audio' has shape \(1, 160\), "
+                     r'expected \(1, 320\)'):
+    runner(np.zeros((1, 160), np.float32))
+  runner.states['state_conv2d_0'] = np.zeros((1, 2, 20, 1), np.float32)
+  with pytest.raises(ValueError, match=r"'state_conv2d_0' has shape"):
+    runner(np.zeros((1, 320), np.float32))
+
+
+def test_workdir_without_a_run_is_refused(tmp_path):
+  with pytest.raises(FileNotFoundError, match='holds no training run'):
+    export_run(str(tmp_path))
+
+
+def test_tflite_runner_streams_like_the_jax_runner(exported, tmp_path):
+  from kws_jax.detect import JaxRunner, TfliteRunner  # pylint: disable=g-import-not-at-top
+  workdir, _ = exported
+  tflite_runner = TfliteRunner(_path(workdir, 'tflite_stream_state_external'))
+  jax_runner = JaxRunner.from_workdir(workdir)
+  assert tflite_runner.labels == jax_runner.labels
+  assert tflite_runner.block_samples == jax_runner.block_samples == 320
+  audio = 0.1 * np.random.default_rng(0).standard_normal(
+      (60, 320)).astype(np.float32)
+  for block in audio:
+    np.testing.assert_allclose(tflite_runner(block), jax_runner(block),
+                               atol=1e-4)
+  with pytest.raises(FileNotFoundError, match='manifest.json'):
+    orphan = tmp_path / 'a' / 'model.tflite'
+    orphan.parent.mkdir()
+    orphan.write_bytes(b'')
+    TfliteRunner(str(orphan))
