@@ -1,15 +1,19 @@
-"""The main job: synthesize speech, train, stream and evaluate.
+"""The main job: synthesize, train, export every form, evaluate, detect.
 
     python -m kws_jax.quickstart [--workdir runs/quickstart] \
-        [--data-dir data/synth] [--config experiments/configs/cnn_synth.py] \
-        [--config.field=value ...]
+        [--data_dir data/synth] [--stream_minutes 10] \
+        [--config experiments/configs/cnn_synth.py] [--config.field=value ...]
 
 1. synthesizes the built-in Speech Commands-style dataset with eSpeak NG into
-   ``--data-dir`` (skipped when it is already there);
+   ``--data_dir`` (skipped when it is already there);
 2. trains the config's model in ``--workdir`` (resumes a run already there);
-3. runs the best weights on the test split non-streaming and streaming
-   (320 samples per step, state reset per clip and carried across clips),
-   writes the accuracies to ``WORKDIR/jax/`` and prints one summary table.
+3. exports the best weights as SavedModels and TFLite models (float,
+   dynamic-range, int8; non-streaming and streaming with external and
+   internal state) and measures every form's test accuracy;
+4. synthesizes a long noisy stream with keywords at known times and runs
+   the streaming float TFLite model over it, 20 ms at a time: false rejects
+   and false accepts per hour over thresholds, and a DET curve;
+5. prints one summary table.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ _DATA_DIR = flags.DEFINE_string('data_dir', 'data/synth',
                                 'Where the synthetic dataset goes.')
 _PER_WORD = flags.DEFINE_integer('per_word', 400,
                                  'Synthetic clips per keyword.')
+_STREAM_MINUTES = flags.DEFINE_float(
+    'stream_minutes', 10.0, 'Length of the synthetic stream for detection.')
 DEFAULT_CONFIG = 'experiments/configs/cnn_synth.py'
+STREAM_MODEL = 'tflite_stream_state_external'
+
+
+def _step(index: int, message: str) -> None:
+  print(f'[{index}/5] {message}', flush=True)
 
 
 def main(argv: list[str]) -> None:
@@ -39,61 +50,86 @@ def main(argv: list[str]) -> None:
     sys.exit(f'error: unexpected arguments: {" ".join(rest[1:])}')
   cli.configure_xla_cpu()
   # pylint: disable=g-import-not-at-top
-  from kws_jax import evaluate
-  from kws_jax.atomic import atomic_write
   from kws_jax.data.synth import synthesize_dataset
+  from kws_jax.data.synth_stream import synthesize_stream
+  from kws_jax.detect import TfliteRunner, metrics
+  from kws_jax.export import ExportError, export_run
+  from kws_jax.export.pipeline import TFLITE_MODELS
   from kws_jax.models import wanted_words
-  from kws_jax.train import load_run, train_and_evaluate
-  from kws_jax.train.loop import load_dataset
+  from kws_jax.train import train_and_evaluate
   # pylint: enable=g-import-not-at-top
 
   started = time.time()
   workdir, data_dir = _WORKDIR.value, _DATA_DIR.value
-  print(f'[1/3] synthetic speech in {data_dir}', flush=True)
-  synthesize_dataset(data_dir, words=wanted_words(config),
-                     per_word=_PER_WORD.value)
+  words = wanted_words(config)
+  _step(1, f'synthetic speech in {data_dir}')
+  synthesize_dataset(data_dir, words=words, per_word=_PER_WORD.value)
   config.data.data_dir = data_dir
-
-  print(f'[2/3] training {config.model.name} in {workdir}', flush=True)
   try:
-    result = train_and_evaluate(config, workdir)
-  except (ValueError, FileNotFoundError, FloatingPointError) as error:
+    _step(2, f'training {config.model.name} in {workdir}')
+    train_and_evaluate(config, workdir)
+    _step(3, 'exporting every form and measuring its test accuracy')
+    manifest = export_run(workdir)
+  except (ValueError, FileNotFoundError, FloatingPointError,
+          ExportError) as error:
     sys.exit(f'error: {error}')
 
-  print('[3/3] streaming the test split 20 ms at a time', flush=True)
-  _, model, params = load_run(workdir)
-  dataset = load_dataset(config)
-  batch = config.train.batch_size
-  accuracies = {
-      'non_stream': evaluate.non_streaming_accuracy(model, params, dataset,
-                                                    batch_size=batch),
-      'stream_reset1': evaluate.streaming_accuracy(model, params, dataset,
-                                                   batch_size=batch),
-      'stream_reset0': evaluate.streaming_accuracy(
-          model, params, dataset, batch_size=batch, reset=False),
-  }
-  files = {'non_stream': 'non_stream_model_accuracy.txt',
-           'stream_reset1': 'stream_model_accuracy_reset1.txt',
-           'stream_reset0': 'stream_model_accuracy_reset0.txt'}
-  for key, accuracy in accuracies.items():
-    with atomic_write(os.path.join(workdir, 'jax', files[key]), 'w') as file:
-      file.write(f'{accuracy.accuracy * 100}')
+  _step(4, f'streaming detection on {_STREAM_MINUTES.value:g} minutes of '
+        'synthetic audio')
+  stream_dir = os.path.join(workdir, 'stream_eval')
+  wav = os.path.join(stream_dir, 'stream.wav')
+  events = synthesize_stream(wav, _STREAM_MINUTES.value, seed=1, words=words,
+                             progress=False)
+  runner = TfliteRunner(os.path.join(workdir, STREAM_MODEL,
+                                     TFLITE_MODELS[STREAM_MODEL][0]))
+  points, _ = metrics.evaluate_stream(runner, wav, events)
+  metrics.write_results(points, stream_dir, {
+      'wav': os.path.abspath(wav), 'model': STREAM_MODEL,
+      'minutes': _STREAM_MINUTES.value})
 
-  rows = [
-      ('JAX non-streaming (1 s clips)', accuracies['non_stream']),
-      ('JAX streaming, state reset per clip', accuracies['stream_reset1']),
-      ('JAX streaming, state carried over', accuracies['stream_reset0']),
-  ]
-  print(f'\n{"model form":<40}{"test accuracy":>14}{"clips":>8}')
-  for name, accuracy in rows:
-    print(f'{name:<40}{accuracy.accuracy:>14.2%}{accuracy.count:>8}')
-  diff = accuracies['stream_reset1'].max_logit_diff
-  print(f'\nstreamed vs non-streaming logits: max |diff| = {diff:.1e}')
-  print(f'best validation accuracy {result["best_validation_accuracy"]:.2%} '
-        f'at step {result["best_step"]}; total time '
-        f'{time.time() - started:.0f} s')
-  print(f'artifacts: {workdir} (curves.png, confusion_matrix.png, '
-        'model_summary.txt, checkpoints/, logs/, jax/)')
+  _step(5, 'summary')
+  _print_summary(manifest, points, started, workdir, stream_dir)
+
+
+QUANTIZATION_NAMES = {'float': 'TFLite float', 'dynamic': 'TFLite dynamic-range',
+                      'int8': 'TFLite int8'}
+FORM_NAMES = {'non_stream': 'non-streaming',
+              'stream_state_external': 'streaming, external state',
+              'stream_state_internal': 'streaming, internal state'}
+RESET_NAMES = {'reset1': 'reset per clip', 'reset0': 'state carried over'}
+
+
+def _print_summary(manifest, points, started: float, workdir: str,
+                   stream_dir: str) -> None:
+  from kws_jax.detect import DEFAULT_THRESHOLD, metrics  # pylint: disable=g-import-not-at-top
+  accuracy = manifest['accuracy_test_split']
+  jax_accuracy = accuracy['jax']
+  rows = [('JAX', 'non-streaming', jax_accuracy['non_stream'], None),
+          ('JAX', 'streaming, reset per clip', jax_accuracy['stream_reset1'],
+           None),
+          ('JAX', 'streaming, state carried over',
+           jax_accuracy['stream_reset0'], None)]
+  for result in manifest['tflite'].values():
+    for key, value in result['accuracy'].items():
+      form = FORM_NAMES[result['form']]
+      if key in RESET_NAMES:
+        form = f'{form}, {RESET_NAMES[key]}'
+      rows.append((QUANTIZATION_NAMES[result['quantization']], form, value,
+                   result['bytes']))
+  print(f'\ntest split, {accuracy["clips"]} clips')
+  print(f'{"model":<22}{"form":<46}{"accuracy":>9}{"size":>10}')
+  for model, form, value, size in rows:
+    size_text = f'{size / 1024:.0f} KiB' if size else ''
+    print(f'{model:<22}{form:<46}{value:>8.2f}%{size_text:>10}')
+  default = min(points, key=lambda p: abs(p.threshold - DEFAULT_THRESHOLD))
+  print(f'\nstreaming detection ({STREAM_MODEL}), '
+        f'{points[0].hours * 60:.3g} min, {points[0].occurrences} keywords: '
+        f'FRR {default.frr:.1%} at {default.fa_per_hour:.1f} FA/h '
+        f'(threshold {default.threshold:g})')
+  print(metrics.summary(points))
+  print(f'\ntotal time {time.time() - started:.0f} s; artifacts in {workdir}: '
+        'curves.png, confusion_matrix.png, manifest.json, tflite_*/, '
+        f'{os.path.relpath(stream_dir, workdir)}/det_curve.png')
 
 
 if __name__ == '__main__':
