@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/frontend_speed.py
 	$(BIN)/python benchmarks/data_speed.py
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/export_speed.py
 
 clean-venv:
 	rm -rf $(VENV)

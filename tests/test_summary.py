@@ -28,6 +28,14 @@ def test_prints_published_table_and_state():
                                           '82,048']
   assert 'Total params: 607,246' in lines
   assert 'Total state: 46,844 values (187,376 bytes) in 7 tensors.' in lines
+  # Hand count: per conv, output features * filters * k_t * k_f * channels in;
+  # dense 1408*128 + 128*256 + 256*14.
+  conv_macs = (18 * 64 * 3 * 3 * 1 + 16 * 64 * 5 * 3 * 64 + 14 * 64 * 5 * 3 * 64
+               + 12 * 64 * 5 * 3 * 64 + 11 * 128 * 5 * 2 * 64
+               + 11 * 64 * 5 * 1 * 128 + 11 * 128 * 10 * 1 * 64)
+  dense_macs = 1408 * 128 + 128 * 256 + 256 * 14
+  assert (f'Multiply-accumulates per step: {conv_macs + dense_macs:,} '
+          '(0 in the frontend).') in lines
 
 
 def test_raw_audio_model_steps_320_samples():
@@ -36,6 +44,11 @@ def test_raw_audio_model_steps_320_samples():
   assert 'Total params: 606,732' in result.stdout
   assert 'a step takes (1, 320) (20 ms)' in result.stdout
   assert 'frontend                          (1, 320)' in result.stdout
+  # The FFT's 1024/2 log2(1024) butterflies of 4 MACs, a 446 x 40 mel matrix
+  # (bins 20-7000 Hz) and a 40 x 20 DCT.
+  frontend_macs = 2 * 1024 * 10 + 446 * 40 + 40 * 20
+  assert (f'Multiply-accumulates per step: {5_059_712 + frontend_macs:,} '
+          f'({frontend_macs:,} in the frontend).') in result.stdout
 
 
 @pytest.mark.parametrize('flag, message', [

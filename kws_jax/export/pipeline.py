@@ -68,7 +68,7 @@ TFLITE_MODELS = {
 CALIBRATION_CLIPS = {'non_stream': 400, 'stream_state_external': 100}
 
 
-def _export_models(config) -> tuple[Model, Model]:
+def export_models(config) -> tuple[Model, Model]:
   """The model for float graphs and the one for quantized graphs."""
   float_config = copy.deepcopy(config)
   float_config.model.conv_implementation = 'xla'
@@ -96,7 +96,7 @@ def float_scopes(model: Model) -> tuple[str, ...]:
   return (('frontend',) if model.preprocess == 'raw' else ()) + (first,)
 
 
-def _representative(form: str, model: Model, params: Any,
+def representative_dataset(form: str, model: Model, params: Any,
                     clips: np.ndarray):
   """A generator factory of ``{signature input: array}`` calibration samples."""
   name = forms.input_name(model)
@@ -129,7 +129,7 @@ def export_run(workdir: str, out_dir: str | None = None, *,
   started = time.time()
   out_dir = out_dir or workdir
   config, trained, params = load_run(workdir)
-  model, quant_model = _export_models(config)
+  model, quant_model = export_models(config)
   dataset = load_dataset(config)
   inputs, labels = accuracy.load_split(model, dataset, 'testing',
                                        config.train.batch_size)
@@ -159,7 +159,7 @@ def export_run(workdir: str, out_dir: str | None = None, *,
                             replace=False)
         flatbuffer = tflite.convert_int8(
             source, tflite.convert(source),
-            _representative(form, quant_model, params, train_inputs[picked]),
+            representative_dataset(form, quant_model, params, train_inputs[picked]),
             float_scopes(model))
       else:
         flatbuffer = tflite.convert(
