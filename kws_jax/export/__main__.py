@@ -12,7 +12,8 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog='python -m kws_jax.export',
+                                   description=__doc__.splitlines()[2])
   parser.add_argument('--workdir', required=True, help='training run')
   parser.add_argument('--out', default=None,
                       help='output directory (default: the workdir)')
