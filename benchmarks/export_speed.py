@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
+from benchmarks.timing import median_seconds
 from experiments.configs import cnn as cnn_config
 from kws_jax import cli
 from kws_jax.export import forms, savedmodel, tflite
@@ -41,14 +40,7 @@ from kws_jax.summary import step_macs
 
 
 def median_us(fn, repeats: int) -> float:
-  for _ in range(20):
-    fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times) * 1e6
+  return median_seconds(fn, repeats, warmup=20) * 1e6
 
 
 def step_with_state_io(path: str, block: np.ndarray,

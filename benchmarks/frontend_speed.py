@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
@@ -22,17 +20,8 @@ import jax.numpy as jnp
 import librosa
 import numpy as np
 
+from benchmarks.timing import median_seconds
 from kws_jax.frontend import MfccFrontend
-
-
-def median_seconds(fn, repeats: int) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def main() -> None:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
@@ -24,19 +22,10 @@ import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 import optax
 
+from benchmarks.timing import median_seconds
 from experiments.configs import cnn as cnn_config
 from kws_jax import cli
 from kws_jax.models import build_model
-
-
-def timed(fn, repeats: int) -> list[float]:
-  jax.block_until_ready(fn())  # compile and warm up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return times
 
 
 def model_for(preprocess: str, implementation: str, compute_dtype: str):
@@ -65,9 +54,11 @@ def throughput(preprocess, implementation, compute_dtype, batch, repeats):
     return jax.value_and_grad(loss)(p)
 
   rng = jax.random.key(2)
-  fwd = timed(lambda: forward(params, x), repeats)
-  fwd_bwd = timed(lambda: forward_backward(params, x, rng), repeats)
-  return batch / statistics.median(fwd), batch / statistics.median(fwd_bwd)
+  fwd = median_seconds(lambda: forward(params, x), repeats,
+                       block=jax.block_until_ready)
+  fwd_bwd = median_seconds(lambda: forward_backward(params, x, rng), repeats,
+                           block=jax.block_until_ready)
+  return batch / fwd, batch / fwd_bwd
 
 
 def step_latency_us(preprocess: str, repeats: int) -> float:
@@ -75,14 +66,8 @@ def step_latency_us(preprocess: str, repeats: int) -> float:
   state = model.init_state(1)
   frame = jnp.zeros((1, model.block_size, *model.input_shape))
   step = jax.jit(model.step)
-  jax.block_until_ready(step(params, state, frame))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    state, logits = step(params, state, frame)
-    jax.block_until_ready(logits)
-    times.append(time.perf_counter() - start)
-  return statistics.median(times) * 1e6
+  return median_seconds(lambda: step(params, state, frame), repeats,
+                        block=jax.block_until_ready) * 1e6
 
 
 def main() -> None:

@@ -21,28 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 sys.path.insert(0, REPO)
 
+from benchmarks.timing import median_seconds  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 FILTERS = (64, 64, 64, 64, 128, 64, 128)
 KERNELS = ((3, 3), (5, 3), (5, 3), (5, 3), (5, 2), (5, 1), (10, 1))
 DILATIONS = ((1, 1), (1, 1), (2, 1), (1, 1), (2, 1), (1, 1), (2, 1))
-
-
-def median_step_seconds(step, steps: int) -> float:
-  for _ in range(3):
-    step()
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
@@ -74,7 +63,8 @@ def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
     holder['state'], metrics = step_fn(holder['state'], next_batch())
     jax.block_until_ready(metrics)
 
-  in_memory = median_step_seconds(lambda: run(lambda: batch), args.steps)
+  in_memory = median_seconds(lambda: run(lambda: batch), args.steps,
+                             warmup=3)
   result = {'in_memory': args.batch / in_memory,
             'conv': next(layer.implementation for layer in model.net.layers
                          if hasattr(layer, 'implementation'))}
@@ -82,8 +72,8 @@ def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
     config.data.data_dir = args.data_dir
     from kws_jax.train.loop import load_dataset  # pylint: disable=g-import-not-at-top
     batches = data.train_batches(load_dataset(config), args.batch, seed=0)
-    piped = median_step_seconds(lambda: run(lambda: next(batches)),
-                                args.steps)
+    piped = median_seconds(lambda: run(lambda: next(batches)), args.steps,
+                           warmup=3)
     result['pipeline'] = args.batch / piped
   return result
 
@@ -107,7 +97,8 @@ def keras_part(args) -> dict:
   rng = np.random.default_rng(0)
   x = rng.standard_normal((args.batch, 49, 20)).astype(np.float32)
   y = rng.integers(0, 12, args.batch)
-  seconds = median_step_seconds(lambda: model.train_on_batch(x, y), args.steps)
+  seconds = median_seconds(lambda: model.train_on_batch(x, y), args.steps,
+                           warmup=3)
   return {'in_memory': args.batch / seconds, 'tf': tf.__version__}
 
 
