@@ -164,6 +164,22 @@ class MfccFrontend(base.Layer):
           f'got frames of shape {tuple(in_shape)}.')
     return (self.num_features,)
 
+  def step_macs(self, in_shape: base.Shape = ()) -> int:
+    """One feature frame: the DFT, the mel and the DCT projections.
+
+    The DFT counts as a matmul for ``dft='matmul'`` and as ``N/2 log2 N``
+    complex butterflies of 4 real multiply-accumulates for ``'fft'``.
+    """
+    self.output_shape(in_shape)
+    tables = _tables(self)
+    bins = tables.mel.shape[0]
+    if self.dft == 'matmul':
+      dft = self.window_samples * 2 * bins
+    else:
+      dft = int(2 * self.fft_size * math.log2(self.fft_size))
+    return (dft + bins * self.mel_num_bins +
+            self.mel_num_bins * self.dct_num_features)
+
   # -- Forms ------------------------------------------------------------------
 
   def apply(self, params: base.Params, audio: Array, *, train: bool = False,

@@ -45,33 +45,13 @@ def model_summary(model: Model, batch_size: int = 1) -> str:
 
 
 def step_macs(model: Model) -> dict[str, int]:
-  """Multiply-accumulates of one streaming step (batch 1), per layer.
+  """Multiply-accumulates of one streaming step (batch 1), per layer name.
 
-  Convolutions and dense layers count their matmuls; the frontend counts its
-  mel and DCT projections and its DFT (as a matmul for ``dft='matmul'``, as
-  ``N/2 log2 N`` complex butterflies of 4 real MACs for ``'fft'``).
-  Element-wise ops are not counted.
+  Each layer's ``step_macs``: convolutions and dense layers count their
+  matmuls, the frontend its DFT, mel and DCT; element-wise ops count 0.
   """
-  from kws_jax.frontend import MfccFrontend, _tables  # pylint: disable=g-import-not-at-top
-  from kws_jax.layers import Conv2D, Dense  # pylint: disable=g-import-not-at-top
-  macs = {}
-  for layer, in_shape, _ in model.net.shapes(model.input_shape):
-    if isinstance(layer, Conv2D):
-      features, filters = layer.output_shape(in_shape)
-      macs[layer.name] = (features * filters * layer.kernel_size[0] *
-                          layer.kernel_size[1] * in_shape[1])
-    elif isinstance(layer, Dense):
-      macs[layer.name] = in_shape[0] * layer.units
-    elif isinstance(layer, MfccFrontend):
-      tables = _tables(layer)
-      bins = tables.mel.shape[0]
-      if layer.dft == 'matmul':
-        dft = layer.window_samples * 2 * bins
-      else:
-        dft = int(2 * layer.fft_size * math.log2(layer.fft_size))
-      macs[layer.name] = (dft + bins * layer.mel_num_bins +
-                          layer.mel_num_bins * layer.dct_num_features)
-  return macs
+  return {layer.name: layer.step_macs(in_shape)
+          for layer, in_shape, _ in model.net.shapes(model.input_shape)}
 
 
 def _streaming_lines(model: Model, batch_size: int) -> list[str]:

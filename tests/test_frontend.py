@@ -160,6 +160,15 @@ def test_streaming_state_holds_window_minus_stride():
   assert frontend.lookback == 2
 
 
+@pytest.mark.parametrize('dft, dft_macs', [
+    ('fft', 4 * 512 * 10),       # N/2 log2 N butterflies of 4 real MACs
+    ('matmul', 640 * 2 * 446),   # window x (real, imaginary) of bins 2..447
+])
+def test_step_macs_count_dft_mel_and_dct(dft, dft_macs):
+  frontend = MfccFrontend(dft=dft)
+  assert frontend.step_macs() == dft_macs + 446 * 40 + 40 * 20
+
+
 def test_gradient_is_finite_on_silence_and_speech(rng):
   frontend = MfccFrontend()
   audio = jnp.asarray(np.stack([np.zeros(16000), speech_like(rng)]),

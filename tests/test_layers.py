@@ -115,6 +115,37 @@ def test_bfloat16_compute_is_close_to_float32():
   assert 1e-4 < float(relative) < 1e-2  # rounded, yet close
 
 
+def _step_flops(layer, params, in_shape) -> float:
+  """XLA's count of floating-point ops in one jitted ``step`` at batch 1."""
+  state = layer.init_state(1, in_shape)
+  frame = jnp.zeros((1, layer.block_size, *in_shape))
+  compiled = jax.jit(lambda s, x: layer.step(params, s, x)).lower(
+      state, frame).compile()
+  return compiled.cost_analysis()['flops']
+
+
+@pytest.mark.parametrize('case', list(CONV_CASES))
+def test_conv2d_step_macs_match_xla_cost_analysis(case):
+  kwargs = dict(CONV_CASES[case], implementation='xla', use_bias=False)
+  layer = layers.Conv2D('conv', 8, **kwargs)
+  params = layer.init(jax.random.key(0), (10, 4))
+  macs = layer.step_macs((10, 4))
+  taps = layer.kernel_size[0] * layer.kernel_size[1]
+  assert macs == layer.output_shape((10, 4))[0] * 8 * taps * 4
+  if layer.feature_padding == 'valid':
+    assert 2 * macs == _step_flops(layer, params, (10, 4))
+  else:  # XLA leaves out the taps on padding; we count what a dense conv does
+    assert _step_flops(layer, params, (10, 4)) < 2 * macs
+
+
+def test_dense_step_macs_match_xla_cost_analysis():
+  layer = layers.Dense('dense', 24, use_bias=False)
+  params = layer.init(jax.random.key(0), (40,))
+  assert layer.step_macs((40,)) == 40 * 24
+  assert 2 * layer.step_macs((40,)) == _step_flops(layer, params, (40,))
+  assert layers.Flatten('flatten', 3).step_macs((5, 2)) == 0
+
+
 @pytest.mark.parametrize('window, time', [(1, 5), (3, 12), (6, 17)])
 def test_flatten_contract_and_keras_order(window, time):
   flatten = layers.Flatten('flatten', window)

@@ -6,6 +6,10 @@ import sys
 
 import pytest
 
+from experiments.configs import cnn as cnn_config
+from kws_jax.models import build_model
+from kws_jax.summary import step_macs
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -36,6 +40,15 @@ def test_prints_published_table_and_state():
   dense_macs = 1408 * 128 + 128 * 256 + 256 * 14
   assert (f'Multiply-accumulates per step: {conv_macs + dense_macs:,} '
           '(0 in the frontend).') in lines
+
+
+def test_sequential_step_macs_sum_its_layers():
+  config = cnn_config.get_config()
+  model = build_model(config)
+  per_layer = step_macs(model)
+  assert list(per_layer)[:3] == ['frontend', 'expand_dims', 'conv2d_0']
+  assert per_layer['expand_dims'] == 0 and per_layer['conv2d_0'] == 10_368
+  assert model.net.step_macs(model.input_shape) == sum(per_layer.values())
 
 
 def test_raw_audio_model_steps_320_samples():

@@ -83,6 +83,15 @@ class Layer(abc.ABC):
     """Per-frame output shape for a per-frame input shape (no batch/time)."""
     return tuple(in_shape)
 
+  def step_macs(self, in_shape: Shape) -> int:
+    """Multiply-accumulates of one ``step`` at batch 1 for frames of ``in_shape``.
+
+    Counts matmul-like work only (layers with weights override it);
+    element-wise ops count 0.
+    """
+    del in_shape
+    return 0
+
   # -- Parameters -------------------------------------------------------------
 
   def init(self, rng: Array, in_shape: Shape) -> Params:

@@ -131,6 +131,12 @@ class Conv2D(base.Layer):
           '(feature, channels).')
     return (self._output_features(in_shape[0]), self.filters)
 
+  def step_macs(self, in_shape: base.Shape) -> int:
+    """One output frame: features x filters x kernel taps x input channels."""
+    features, filters = self.output_shape(in_shape)
+    return (features * filters * self.kernel_size[0] * self.kernel_size[1]
+            * in_shape[1])
+
   # -- Parameters -------------------------------------------------------------
 
   def init(self, rng: Array, in_shape: base.Shape) -> base.Params:

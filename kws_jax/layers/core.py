@@ -64,6 +64,10 @@ class Dense(base.Layer):
           'vector (features,); add a Flatten before this layer.')
     return (self.units,)
 
+  def step_macs(self, in_shape: base.Shape) -> int:
+    self.output_shape(in_shape)
+    return in_shape[0] * self.units
+
   def init(self, rng: Array, in_shape: base.Shape) -> base.Params:
     self.output_shape(in_shape)
     params = {'kernel': jax.nn.initializers.glorot_uniform()(

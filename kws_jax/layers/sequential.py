@@ -72,6 +72,10 @@ class Sequential(base.Layer):
         length = layer.output_length(length)
     return result
 
+  def step_macs(self, in_shape: base.Shape) -> int:
+    return sum(layer.step_macs(shape)
+               for layer, shape, _ in self.shapes(in_shape))
+
   def init(self, rng: Array, in_shape: base.Shape) -> base.Params:
     params = {}
     for index, (layer, shape, _) in enumerate(self.shapes(in_shape)):
