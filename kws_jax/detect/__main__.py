@@ -49,8 +49,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       '%(default)g)')
   parser.add_argument('--refractory-ms', type=float,
                       default=detector_lib.DEFAULT_REFRACTORY_MS,
-                      help='no detection this long after one (default '
-                      '%(default)g)')
+                      help='the keyword that fired does not fire again '
+                      'for this long; another may (default %(default)g)')
   parser.add_argument('--labels-csv',
                       help='ground truth (word,start_s,end_s): evaluate')
   parser.add_argument('--out', help='where the evaluation goes (with '

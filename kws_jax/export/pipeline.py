@@ -299,8 +299,9 @@ def _manifest(config, model: Model, labels: list[str],
           'threshold': detector.DEFAULT_THRESHOLD,
           'refractory_ms': detector.DEFAULT_REFRACTORY_MS,
           'note': 'posterior = softmax(logits), averaged over smoothing_ms; '
-                  'a keyword fires when it rises to threshold, then nothing '
-                  'fires for refractory_ms. Pick the threshold from the '
+                  'a keyword fires when it rises to threshold, then that '
+                  'keyword does not fire again for refractory_ms (another '
+                  'may). Pick the threshold from the '
                   'DET curve of python -m kws_jax.detect --labels-csv.',
       },
   }
