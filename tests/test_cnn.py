@@ -7,7 +7,7 @@ import pytest
 
 from experiments.configs import cnn as cnn_config
 from kws_jax.layers import count_params, scan_steps
-from kws_jax.models import build_model
+from kws_jax.models import build_model, params_from_keras
 from kws_jax.summary import model_summary
 from kws_jax.testing import check_streaming_contract
 
@@ -116,13 +116,8 @@ def test_every_step_of_a_long_stream_gives_its_last_second(mfcc_model):
                                atol=1e-5)
 
 
-def test_matches_kws_streaming_keras_cnn(mfcc_model):
-  """The same weights in the Keras CNN of kws_streaming give the same logits."""
-  tf = pytest.importorskip('tensorflow')
-  model, params = mfcc_model
-  params = jax.tree.map(
-      lambda p: p + 0.01 * jax.random.normal(jax.random.key(5), p.shape),
-      params)  # non-zero biases
+def keras_paper_cnn(tf):
+  """kws_streaming's CNN on [49, 20] MFCCs (non-streaming), in Keras."""
   keras_layers = [tf.keras.layers.Input((49, 20)),
                   tf.keras.layers.Reshape((49, 20, 1))]
   config = cnn_config.get_config().model
@@ -139,7 +134,17 @@ def test_matches_kws_streaming_keras_cnn(mfcc_model):
       tf.keras.layers.Dense(128, name='dense_0'),
       tf.keras.layers.Dense(256, activation='relu', name='dense_1'),
       tf.keras.layers.Dense(12, name='logits')]
-  keras_model = tf.keras.Sequential(keras_layers)
+  return tf.keras.Sequential(keras_layers)
+
+
+def test_matches_kws_streaming_keras_cnn(mfcc_model):
+  """The same weights in the Keras CNN of kws_streaming give the same logits."""
+  tf = pytest.importorskip('tensorflow')
+  model, params = mfcc_model
+  params = jax.tree.map(
+      lambda p: p + 0.01 * jax.random.normal(jax.random.key(5), p.shape),
+      params)  # non-zero biases
+  keras_model = keras_paper_cnn(tf)
   for name, weights in params.items():
     keras_model.get_layer(name).set_weights(
         [np.asarray(weights['kernel']), np.asarray(weights['bias'])])
@@ -147,6 +152,46 @@ def test_matches_kws_streaming_keras_cnn(mfcc_model):
   expected = keras_model(features.astype(np.float32)).numpy()
   actual = model.logits(params, jnp.asarray(features, jnp.float32))
   np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+def test_loads_keras_weights_in_layer_order(mfcc_model):
+  tf = pytest.importorskip('tensorflow')
+  model, _ = mfcc_model
+  keras_model = keras_paper_cnn(tf)
+  keras_model.get_layer('dense_0').bias.assign(tf.fill([128], 0.05))
+  weights = [w.numpy() for w in keras_model.trainable_weights]
+  params = params_from_keras(model, weights)
+  assert count_params(params) == 606_732
+  np.testing.assert_array_equal(params['dense_0']['bias'], np.float32(0.05))
+  features = np.random.default_rng(1).standard_normal((4, 49, 20))
+  features = features.astype(np.float32)
+  np.testing.assert_allclose(model.logits(params, jnp.asarray(features)),
+                             keras_model(features).numpy(), atol=1e-4)
+
+
+def _drop_last(arrays):
+  return arrays[:-1]
+
+
+def _shrink_conv2d_1_bias(arrays):
+  return arrays[:3] + [np.zeros(32, np.float32)] + arrays[4:]
+
+
+@pytest.mark.parametrize('corrupt, message', [
+    (_drop_last, r'got 19 Keras weight arrays, expected 20: conv2d_0/kernel '
+     r'\(3, 3, 1, 64\), conv2d_0/bias \(64,\), conv2d_1/kernel'),
+    (_shrink_conv2d_1_bias, r'Keras weight 3 has shape \(32,\), expected '
+     r'\(64,\) for conv2d_1/bias'),
+])
+def test_keras_weights_of_another_model_are_refused(mfcc_model, corrupt,
+                                                    message):
+  model, params = mfcc_model
+  arrays = [np.asarray(params[layer.name][key])
+            for layer in model.net.layers if layer.name in params
+            for key in ('kernel', 'bias')]
+  assert len(arrays) == 20
+  with pytest.raises(ValueError, match=message):
+    params_from_keras(model, corrupt(arrays))
 
 
 def test_training_mode_applies_dropout(mfcc_model):

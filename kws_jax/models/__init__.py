@@ -9,11 +9,12 @@ import ml_collections
 from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import Layer, Sequential
 from kws_jax.models import cnn
+from kws_jax.models.keras_weights import params_from_keras
 from kws_jax.models.model import Model
 from kws_jax.models.parse import parse_list
 
 __all__ = ['ARCHITECTURES', 'Model', 'build_model', 'frontend_from_config',
-           'label_count', 'wanted_words']
+           'label_count', 'params_from_keras', 'wanted_words']
 
 # Architecture name -> builder of its layers on features [batch, frames, F].
 ARCHITECTURES: dict[str, Callable[..., tuple[Layer, ...]]] = {

@@ -1,0 +1,72 @@
+"""Parameters from the weights of a Keras model of the same architecture.
+
+kws_jax keeps Keras' parameter layout (conv kernels ``[k_time, k_feat, in,
+out]``, dense kernels ``[in, out]``, flatten in time-feature-channel order),
+so the weights of a kws_streaming model trained with the same flags map onto
+the kws_jax model one to one, in layer order:
+
+    keras_model.load_weights('train_dir/best_weights')   # in kws_streaming
+    arrays = [w.numpy() for w in keras_model.trainable_weights]
+    params = params_from_keras(model, arrays)              # in kws_jax
+
+No TensorFlow is needed here: the weights arrive as arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kws_jax.models.model import Model
+
+# The order in which a Keras layer lists its weights.
+KERAS_ORDER = ('kernel', 'bias')
+
+
+def params_from_keras(model: Model, weights: Sequence[Any]) -> dict[str, Any]:
+  """``model``'s parameters from Keras weights listed in layer order.
+
+  Args:
+    model: the kws_jax model, built from the same configuration.
+    weights: arrays (anything ``np.asarray`` takes) in Keras' order: for
+      each layer with weights, in network order, its kernel and then its
+      bias, as ``keras_model.trainable_weights`` lists them.
+
+  Returns:
+    The params pytree of ``model``, float32.
+
+  Raises:
+    ValueError: the number of arrays or a shape differs. The message names
+      the kws_jax layer, the array's position in ``weights`` and both shapes.
+  """
+  template = jax.eval_shape(lambda: model.init(jax.random.key(0)))
+  expected = [(layer.name, key, template[layer.name][key].shape)
+              for layer in model.net.layers if layer.name in template
+              for key in _keras_keys(layer.name, template[layer.name])]
+  if len(weights) != len(expected):
+    listing = ', '.join(f'{name}/{key} {tuple(shape)}'
+                        for name, key, shape in expected)
+    raise ValueError(f'{model.name}: got {len(weights)} Keras weight arrays, '
+                     f'expected {len(expected)}: {listing}.')
+  params: dict[str, dict[str, jax.Array]] = {}
+  for index, ((name, key, shape), array) in enumerate(zip(expected, weights)):
+    array = np.asarray(array)
+    if array.shape != tuple(shape):
+      raise ValueError(
+          f'{model.name}: Keras weight {index} has shape {array.shape}, '
+          f'expected {tuple(shape)} for {name}/{key}. Are the weights from a '
+          'model built with the same config, listed in layer order?')
+    params.setdefault(name, {})[key] = jnp.asarray(array, jnp.float32)
+  return params
+
+
+def _keras_keys(layer_name: str, layer_params: dict[str, Any]) -> list[str]:
+  unknown = sorted(set(layer_params) - set(KERAS_ORDER))
+  if unknown:
+    raise ValueError(f'{layer_name}: parameters {unknown} have no Keras '
+                     f'counterpart in {KERAS_ORDER}.')
+  return [key for key in KERAS_ORDER if key in layer_params]
