@@ -5,7 +5,9 @@
 Runs, each in its own process so that XLA and TensorFlow settings do not mix:
   * kws_jax's jitted train step (Adam, dropout, MFCC input [49, 20]) with
     in-memory batches, with the XLA:CPU flags kws_jax's tools set (YNNPACK
-    convolutions) and with XLA's defaults (im2col convolutions);
+    convolutions), the same with one host device per core (data parallel,
+    as the training loop shards batches), and with XLA's defaults (im2col
+    convolutions);
   * the same architecture in Keras 3 (TensorFlow backend, oneDNN), trained
     with ``train_on_batch`` on the same batch;
   * kws_jax's raw-audio train step fed by the real input pipeline (full
@@ -41,7 +43,7 @@ def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
   from experiments.configs import cnn as cnn_config  # pylint: disable=g-import-not-at-top
   from kws_jax import data  # pylint: disable=g-import-not-at-top
   from kws_jax.models import build_model  # pylint: disable=g-import-not-at-top
-  from kws_jax.train import optim, steps as train_steps  # pylint: disable=g-import-not-at-top
+  from kws_jax.train import optim, parallel, steps as train_steps  # pylint: disable=g-import-not-at-top
 
   config = cnn_config.get_config()
   config.model.preprocess = preprocess
@@ -49,9 +51,20 @@ def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
   model = build_model(config)
   schedule = optim.learning_rate_schedule(config.schedule)
   optimizer = optim.make_optimizer(config.optimizer, schedule)
-  state = train_steps.init_state(model, optimizer, 0)
+  # Sharded over every device as the training loop does it (one device
+  # unless XLA_FLAGS forces several host devices).
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(args.batch, mesh)
+  replicated = parallel.replicated(mesh)
+  batch_sharding = parallel.batch_sharding(mesh)
+  state = jax.device_put(train_steps.init_state(model, optimizer, 0),
+                         replicated)
+  state_shardings = jax.tree.map(lambda _: replicated, state)
   step_fn = jax.jit(train_steps.make_train_step(model, optimizer, schedule,
-                                                config), donate_argnums=0)
+                                                config),
+                    in_shardings=(state_shardings, batch_sharding),
+                    out_shardings=(state_shardings, replicated),
+                    donate_argnums=0)
   rng = np.random.default_rng(0)
   batch = {'audio': (0.1 * rng.standard_normal((args.batch, 16000))
                      ).astype(np.float32),
@@ -60,12 +73,13 @@ def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
   holder = {'state': state}
 
   def run(next_batch):
-    holder['state'], metrics = step_fn(holder['state'], next_batch())
+    holder['state'], metrics = step_fn(
+        holder['state'], parallel.put_batch(next_batch(), batch_sharding))
     jax.block_until_ready(metrics)
 
   in_memory = median_seconds(lambda: run(lambda: batch), args.steps,
                              warmup=3)
-  result = {'in_memory': args.batch / in_memory,
+  result = {'in_memory': args.batch / in_memory, 'devices': mesh.size,
             'conv': next(layer.implementation for layer in model.net.layers
                          if hasattr(layer, 'implementation'))}
   if pipeline:
@@ -138,8 +152,12 @@ def main() -> None:
     from kws_jax.data.synth import synthesize_dataset  # pylint: disable=g-import-not-at-top
     synthesize_dataset(args.data_dir)
   default_xla = {'KWS_JAX_XLA_DEFAULTS': '0'}
+  cores = os.cpu_count() or 1
+  per_core = {'XLA_FLAGS': f'{os.environ.get("XLA_FLAGS", "")} '
+                           f'--xla_force_host_platform_device_count={cores}'}
   results = {
       'kws_jax (YNNPACK conv)': run_part('jax-fast', args, {}),
+      f'  on {cores} host devices': run_part('jax-fast', args, per_core),
       'kws_jax (XLA defaults)': run_part('jax-default', args, default_xla),
       'Keras 3 / TF': run_part('keras', args, {}),
   }
