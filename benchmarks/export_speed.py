@@ -32,9 +32,8 @@ import numpy as np
 from benchmarks.timing import median_seconds
 from experiments.configs import cnn as cnn_config
 from kws_jax import cli
-from kws_jax.export import forms, savedmodel, tflite
-from kws_jax.export.pipeline import (export_models, float_scopes,
-                                     representative_dataset)
+from kws_jax.export import forms, savedmodel
+from kws_jax.export.pipeline import convert_form, export_models
 from kws_jax.export.runtime import TfliteNonStreaming, TfliteStreaming
 from kws_jax.summary import step_macs
 
@@ -75,7 +74,7 @@ def main() -> None:
   params = model.init(jax.random.key(0))
   rng = np.random.default_rng(0)
   clip_shape = (model.clip_length, *model.input_shape)
-  calibration = (0.1 * rng.standard_normal((20, *clip_shape))
+  calibration = (0.1 * rng.standard_normal((10, *clip_shape))
                  ).astype(np.float32)
 
   rows = []
@@ -84,17 +83,11 @@ def main() -> None:
     for form in ('non_stream', 'stream_state_external'):
       for name, m in (('float', model), ('quant', quant_model)):
         savedmodel.save(form, m, params, os.path.join(tmp, name, form))
-      source = os.path.join(tmp, 'float', form)
-      quant_source = os.path.join(tmp, 'quant', form)
-      flatbuffers = {
-          'float': tflite.convert(source),
-          'dynamic': tflite.convert(quant_source, 'dynamic'),
-          'int8': tflite.convert_int8(
-              quant_source, tflite.convert(quant_source),
-              representative_dataset(form, quant_model, params, calibration[:10]),
-              float_scopes(model)),
-      }
-      for quantization, flatbuffer in flatbuffers.items():
+      for quantization in ('float', 'dynamic', 'int8'):
+        source = os.path.join(
+            tmp, 'float' if quantization == 'float' else 'quant', form)
+        flatbuffer = convert_form(form, quantization, source, model,
+                                  quant_model, params, calibration)
         path = os.path.join(tmp, f'{form}_{quantization}.tflite')
         with open(path, 'wb') as file:
           file.write(flatbuffer)

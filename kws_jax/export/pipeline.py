@@ -97,7 +97,7 @@ def float_scopes(model: Model) -> tuple[str, ...]:
 
 
 def representative_dataset(form: str, model: Model, params: Any,
-                    clips: np.ndarray):
+                           clips: np.ndarray):
   """A generator factory of ``{signature input: array}`` calibration samples."""
   name = forms.input_name(model)
   if form == 'non_stream':
@@ -114,6 +114,31 @@ def representative_dataset(form: str, model: Model, params: Any,
                         **{savedmodel.state_key(s): v
                            for s, v in zip(specs, state)}})
   return lambda: iter(samples)
+
+
+def convert_form(form: str, quantization: str, source: str, model: Model,
+                 quant_model: Model, params: Any,
+                 calibration: np.ndarray | None = None) -> bytes:
+  """The TFLite flatbuffer of one exported form and quantization.
+
+  Args:
+    form: 'non_stream', 'stream_state_external' or 'stream_state_internal'.
+    quantization: 'float', 'dynamic' or 'int8'.
+    source: the form's SavedModel, saved from ``model`` for 'float' and
+      from ``quant_model`` otherwise (see ``export_models``).
+    model, quant_model: the pair of ``export_models``.
+    params: the weights.
+    calibration: clips ``[n, clip, ...]`` that calibrate 'int8'.
+  """
+  if quantization != 'int8':
+    return tflite.convert(source, quantization,
+                          resource_variables=form == 'stream_state_internal')
+  if calibration is None:
+    raise ValueError('int8 quantization needs calibration clips.')
+  return tflite.convert_int8(
+      source, tflite.convert(source),
+      representative_dataset(form, quant_model, params, calibration),
+      float_scopes(model))
 
 
 def export_run(workdir: str, out_dir: str | None = None, *,
@@ -152,19 +177,14 @@ def export_run(workdir: str, out_dir: str | None = None, *,
         continue
       source = os.path.join(out_dir if quantization == 'float' else quant_dir,
                             form)
+      calibration = None
       if quantization == 'int8':
-        rng = np.random.default_rng(0)
-        picked = rng.choice(len(train_inputs),
-                            min(CALIBRATION_CLIPS[form], len(train_inputs)),
-                            replace=False)
-        flatbuffer = tflite.convert_int8(
-            source, tflite.convert(source),
-            representative_dataset(form, quant_model, params, train_inputs[picked]),
-            float_scopes(model))
-      else:
-        flatbuffer = tflite.convert(
-            source, quantization,
-            resource_variables=form == 'stream_state_internal')
+        picked = np.random.default_rng(0).choice(
+            len(train_inputs), min(CALIBRATION_CLIPS[form], len(train_inputs)),
+            replace=False)
+        calibration = train_inputs[picked]
+      flatbuffer = convert_form(form, quantization, source, model,
+                                quant_model, params, calibration)
       path = os.path.join(out_dir, folder, filename)
       with atomic_write(path) as file:
         file.write(flatbuffer)
