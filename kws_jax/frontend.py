@@ -208,21 +208,10 @@ class MfccFrontend(base.Layer):
   # -- Pipeline ---------------------------------------------------------------
 
   def frame(self, audio: Array) -> Array:
-    """Splits ``audio [batch, samples]`` into ``[batch, frames, window]``.
-
-    As ``tf.signal.frame`` without padding, built from reshapes and strided
-    slices only (no gather), which keeps the exported graph simple.
-    """
+    """Splits ``audio [batch, samples]`` into ``[batch, frames, window]``."""
     frames = self.output_length(audio.shape[1])
-    window, stride = self.window_samples, self.stride_samples
-    grain = math.gcd(window, stride)
-    used = (frames - 1) * stride + window
-    grains = audio[:, :used].reshape(audio.shape[0], used // grain, grain)
-    hop = stride // grain
-    parts = [grains[:, i:i + (frames - 1) * hop + 1:hop]
-             for i in range(window // grain)]
-    framed = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
-    return framed
+    return frame_signal(audio, frames, self.window_samples,
+                        self.stride_samples)
 
   def frame_features(self, frames: Array) -> Array:
     """Features of windows ``[batch, frames, window]`` -> ``[batch, frames, F]``."""
@@ -252,13 +241,37 @@ class MfccFrontend(base.Layer):
     return self._matmul(log_mel, tables.dct.astype(dtype))
 
   def _matmul(self, x: Array, matrix: np.ndarray) -> Array:
-    """``x @ matrix``, in row blocks of at most ``max_weight_block`` entries."""
-    rows = matrix.shape[0]
-    if not self.max_weight_block or matrix.size <= self.max_weight_block:
-      return jnp.matmul(x, matrix)
-    step = max(1, self.max_weight_block // matrix.shape[1])
-    return sum(jnp.matmul(x[..., i:i + step], matrix[i:i + step])
-               for i in range(0, rows, step))
+    return blocked_matmul(x, matrix, self.max_weight_block)
+
+
+def frame_signal(audio: Array, frames: int, window: int, stride: int) -> Array:
+  """The first ``frames`` windows of ``audio [batch, samples]``: ``[batch, frames, window]``.
+
+  As ``tf.signal.frame`` without padding, built from reshapes and strided
+  slices only (no gather), which keeps the exported graph simple.
+  """
+  grain = math.gcd(window, stride)
+  used = (frames - 1) * stride + window
+  grains = audio[:, :used].reshape(audio.shape[0], used // grain, grain)
+  hop = stride // grain
+  parts = [grains[:, i:i + (frames - 1) * hop + 1:hop]
+           for i in range(window // grain)]
+  return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
+
+
+def blocked_matmul(x: Array, matrix: np.ndarray, max_block: int = 0) -> Array:
+  """``x @ matrix``, in row blocks of at most ``max_block`` entries (0: at once).
+
+  Same math; TFLite's weight quantizer leaves constant matrices under 1024
+  entries in float, so blocks of 1023 keep a frontend exact in quantized
+  exports.
+  """
+  rows = matrix.shape[0]
+  if not max_block or matrix.size <= max_block:
+    return jnp.matmul(x, matrix)
+  step = max(1, max_block // matrix.shape[1])
+  return sum(jnp.matmul(x[..., i:i + step], matrix[i:i + step])
+             for i in range(0, rows, step))
 
 
 @dataclasses.dataclass(frozen=True)
