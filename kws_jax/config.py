@@ -18,6 +18,9 @@ def default_config() -> ml_collections.ConfigDict:
       'data_dir': 'data/synth',
       'sample_rate': 16000,
       'clip_duration_ms': 1000.0,
+      # 0: files fill the clip. Shorter: files are fit to this length and
+      # placed at the end of the clip (context before the word).
+      'foreground_duration_ms': 0.0,
       'wanted_words': 'yes,no,up,down,left,right,on,off,stop,go',
       'split_data': 1,  # 0: read pre-split training/ validation/ testing/
       'silence_percentage': 10.0,
@@ -40,6 +43,7 @@ def default_config() -> ml_collections.ConfigDict:
   })
   # Feature extraction: kws_streaming's `mfcc_tf` (see kws_jax.frontend).
   config.frontend = ml_collections.ConfigDict({
+      'name': 'mfcc',  # or 'speech_embedding' (a section of its own)
       'window_size_ms': 40.0,
       'window_stride_ms': 20.0,
       'fft_length': 0,  # 0: next power of two >= the window
@@ -82,3 +86,27 @@ def default_config() -> ml_collections.ConfigDict:
       'log_every': 10,  # TensorBoard / metrics.jsonl rows
   })
   return config
+
+
+def clip_layout(config: ml_collections.ConfigDict) -> dict[str, int | None]:
+  """``config.data``'s clip geometry as keyword arguments of the data loaders.
+
+  ``clip_samples`` (model input), ``foreground_samples`` (what each file is
+  fit to, placed at the clip's end; None: the whole clip) and
+  ``sample_rate``, as ``kws_jax.data.train_batches``/``eval_batches`` and
+  ``kws_jax.evaluate`` take them.
+
+  Raises:
+    ValueError: a foreground longer than the clip.
+  """
+  rate = config.data.sample_rate
+  clip = int(round(rate * config.data.clip_duration_ms / 1000.0))
+  foreground_ms = config.data.get('foreground_duration_ms', 0.0)
+  foreground = int(round(rate * foreground_ms / 1000.0)) or None
+  if foreground is not None and not 0 < foreground <= clip:
+    raise ValueError(
+        f'data.foreground_duration_ms is {foreground_ms:g}, expected 0 (the '
+        f'whole clip) or up to data.clip_duration_ms '
+        f'({config.data.clip_duration_ms:g}).')
+  return {'clip_samples': clip, 'foreground_samples': foreground,
+          'sample_rate': rate}

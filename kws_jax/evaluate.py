@@ -10,13 +10,17 @@ argmax of the logits after the clip's last block, as kws_streaming does:
 
 For the CNN the receptive field is exactly one clip, so both equal the
 non-streaming accuracy; recurrent models differ.
+
+``layout`` is the clip geometry of the run (``kws_jax.config.clip_layout``:
+clip length, the length files are fit to, sample rate); the default is 1 s
+clips at 16 kHz.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -60,17 +64,21 @@ def _streaming(model: Model, params: Any, state: Any, audio: jax.Array
   return state, logits[:, -1]
 
 
-def _batches(dataset: data.SpeechCommands, split: str, batch_size: int
-             ) -> Iterator[dict[str, np.ndarray]]:
-  return data.eval_batches(dataset, split, batch_size)
+Layout = Mapping[str, Any] | None
+
+
+def _batches(dataset: data.SpeechCommands, split: str, batch_size: int,
+             layout: Layout) -> Iterator[dict[str, np.ndarray]]:
+  return data.eval_batches(dataset, split, batch_size, **(layout or {}))
 
 
 def non_streaming_accuracy(model: Model, params: Any,
                            dataset: data.SpeechCommands, split: str = 'testing',
-                           batch_size: int = 100) -> Accuracy:
-  """Accuracy of the full-window model on 1 s clips."""
+                           batch_size: int = 100, *, layout: Layout = None
+                           ) -> Accuracy:
+  """Accuracy of the full-window model on the split's clips."""
   correct = count = 0
-  for batch in _batches(dataset, split, batch_size):
+  for batch in _batches(dataset, split, batch_size, layout):
     logits = _non_streaming(model, params, jnp.asarray(batch['audio']))
     real = batch['weight'] > 0
     correct += int(np.sum((np.argmax(logits, -1) == batch['label'])[real]))
@@ -80,19 +88,19 @@ def non_streaming_accuracy(model: Model, params: Any,
 
 def streaming_accuracy(model: Model, params: Any,
                        dataset: data.SpeechCommands, split: str = 'testing',
-                       batch_size: int = 100, *, reset: bool = True
-                       ) -> Accuracy:
+                       batch_size: int = 100, *, reset: bool = True,
+                       layout: Layout = None) -> Accuracy:
   """Accuracy when every clip is streamed 20 ms at a time (see module doc).
 
   With ``reset=True`` it also reports the largest difference between the
   streamed and the non-streaming logits.
   """
   if reset:
-    return _streaming_reset(model, params, dataset, split, batch_size)
+    return _streaming_reset(model, params, dataset, split, batch_size, layout)
   examples = dataset.split(split)
   streams = min(batch_size, len(examples))
   length = -(-len(examples) // streams)  # clips per stream
-  audio, labels = _load_split(dataset, split, batch_size)
+  audio, labels = _load_split(dataset, split, batch_size, layout)
   order = np.arange(streams * length).reshape(streams, length)
   state = model.init_state(streams)
   correct = count = 0
@@ -107,10 +115,11 @@ def streaming_accuracy(model: Model, params: Any,
   return Accuracy(correct, count)
 
 
-def _streaming_reset(model, params, dataset, split, batch_size) -> Accuracy:
+def _streaming_reset(model, params, dataset, split, batch_size, layout
+                     ) -> Accuracy:
   correct = count = 0
   max_diff = 0.0
-  for batch in _batches(dataset, split, batch_size):
+  for batch in _batches(dataset, split, batch_size, layout):
     audio = jnp.asarray(batch['audio'])
     state = model.init_state(audio.shape[0])
     _, logits = _streaming(model, params, state, audio)
@@ -122,11 +131,11 @@ def _streaming_reset(model, params, dataset, split, batch_size) -> Accuracy:
   return Accuracy(correct, count, max_diff)
 
 
-def _load_split(dataset: data.SpeechCommands, split: str, batch_size: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _load_split(dataset: data.SpeechCommands, split: str, batch_size: int,
+                layout: Layout) -> tuple[np.ndarray, np.ndarray]:
   """All clips of a split, in order: audio ``[N, samples]``, labels ``[N]``."""
   audio, labels = [], []
-  for batch in _batches(dataset, split, batch_size):
+  for batch in _batches(dataset, split, batch_size, layout):
     real = batch['weight'] > 0
     audio.append(batch['audio'][real])
     labels.append(batch['label'][real])

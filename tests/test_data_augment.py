@@ -275,3 +275,19 @@ def test_spec_augment_applies_masks():
       out, features * time_mask[:, :, None] * freq_mask[:, None, :]
   )
   assert out.shape == features.shape
+
+
+def test_window_longer_than_the_clip_puts_the_clip_at_its_end():
+  rng = np.random.default_rng(0)
+  clips = rng.uniform(-0.5, 0.5, (3, 400)).astype(np.float32)
+  out = augment.augment_batch(
+      clips, np.zeros(3, bool), [], np.random.default_rng(1),
+      augment.AudioAugmentation(time_shift_ms=0, resample=0.0),
+      window_samples=1000)
+  assert out.shape == (3, 1000)
+  np.testing.assert_array_equal(out[:, 600:], clips)
+  assert not out[:, :600].any()
+  with pytest.raises(ValueError, match='window_samples=300, expected at '
+                     'least the clip length 400'):
+    augment.augment_batch(clips, np.zeros(3, bool), [],
+                          np.random.default_rng(1), window_samples=300)

@@ -289,3 +289,42 @@ def test_data_stage_imports_neither_jax_nor_tensorflow():
       [sys.executable, '-c', code], capture_output=True, text=True, check=True
   )
   assert result.stdout.strip() == '[]'
+
+
+# -- Clips longer than the files ---------------------------------------------
+
+
+def test_eval_rows_place_each_file_at_the_end_of_the_clip(dataset):
+  window = 3 * CLIP
+  batch = pipeline.eval_batch(dataset, 'testing', 0, batch_size=4,
+                              clip_samples=window, foreground_samples=CLIP)
+  assert batch['audio'].shape == (4, window)
+  for row, example in enumerate(dataset.split('testing')[:4]):
+    expected = (np.zeros(CLIP) if example.path is None
+                else audio.read_clip(example.path, CLIP))
+    np.testing.assert_array_equal(batch['audio'][row, -CLIP:], expected)
+    assert not batch['audio'][row, :-CLIP].any()  # zeros before the word
+
+
+def test_augmented_rows_keep_the_word_at_the_end_and_noise_before(dataset):
+  window = 3 * CLIP
+  batch = next(pipeline.train_batches(
+      dataset, 32, seed=0, clip_samples=window, foreground_samples=CLIP,
+      augmentation=AudioAugmentation(background_frequency=1.0,
+                                     background_volume=0.1, time_shift_ms=0,
+                                     resample=0.0),
+      num_threads=1))
+  examples = dataset.split('training')
+  rows = pipeline.train_example_indices(len(examples), 32, 0, 0)
+  words = np.array([examples[i].path is not None for i in rows])
+  context, clip = batch['audio'][:, :-CLIP], batch['audio'][:, -CLIP:]
+  # The noise covers the whole window; the word only its end.
+  assert np.all(np.abs(context).max(axis=1) > 0)
+  assert np.abs(clip[words]).mean() > 2 * np.abs(context[words]).mean()
+
+
+def test_a_foreground_longer_than_the_clip_is_refused(dataset):
+  with pytest.raises(ValueError, match='foreground_samples=3200, expected 1 '
+                     'to clip_samples=1600'):
+    next(pipeline.eval_batches(dataset, 'testing', 4, clip_samples=CLIP,
+                               foreground_samples=2 * CLIP))

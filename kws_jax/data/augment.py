@@ -14,8 +14,11 @@ flag defaults):
      with volume_resample = v > 0);
   3. time shift: s ~ U{-S, ..., S - 1} samples, S = time_shift_ms * rate / 1000;
      s > 0 delays the clip, s < 0 advances it, zeros fill the gap;
-  4. background: a random 1 s crop of a random noise file, mixed at volume
-     U(0, background_volume) with probability background_frequency, else 0;
+  4. background: a random clip-long crop of a random noise file, mixed at
+     volume U(0, background_volume) with probability background_frequency,
+     else 0 (with a `window_samples` longer than the clips, steps 1-3 act on
+     the clip, which is then placed at the end of the window, and the
+     background covers the whole window);
   5. clip to [-1, 1].
 Silence examples are thus background noise only (or zeros, 20% of the time).
 
@@ -95,21 +98,30 @@ def augment_batch(
     noise: Sequence[np.ndarray],
     rng: np.random.Generator,
     config: AudioAugmentation = AudioAugmentation(),
+    window_samples: int | None = None,
 ) -> np.ndarray:
   """Augments a batch of clips (see the module docstring for the steps).
 
   Args:
     audio: float32 [B, N] clips (silence rows may hold anything).
     is_silence: bool [B]; those rows get no foreground.
-    noise: Background recordings, float32 [M_i] with every M_i > N; may be
+    noise: Background recordings, float32 [M_i] with every M_i > W; may be
       empty (then no background is mixed in).
     rng: Source of all randomness, consumed in a fixed order.
     config: The settings.
+    window_samples: W >= N, the output length (default N): each augmented
+      clip ends where its window ends.
 
   Returns:
-    float32 [B, N] in [-1, 1].
+    float32 [B, W] in [-1, 1].
   """
-  batch_size, num_samples = audio.shape
+  batch_size, clip_samples = audio.shape
+  num_samples = clip_samples if window_samples is None else window_samples
+  if num_samples < clip_samples:
+    raise ValueError(
+        f'window_samples={num_samples}, expected at least the clip length '
+        f'{clip_samples}'
+    )
   noise_lengths = np.array([len(recording) for recording in noise])
   if np.any(noise_lengths <= num_samples):
     raise ValueError(
@@ -142,15 +154,15 @@ def augment_batch(
         mix, rng.uniform(0, config.background_volume, batch_size), 0.0
     )
 
-  out = np.empty((batch_size, num_samples), np.float32)
+  out = np.zeros((batch_size, num_samples), np.float32)
+  clips = out[:, num_samples - clip_samples :]
   for row in range(batch_size):
     if volumes[row] == 0:
-      out[row] = 0.0
       continue
     foreground = (
         audio[row] if factors[row] == 1 else stretch(audio[row], factors[row])
     )
-    out[row] = time_shift(
+    clips[row] = time_shift(
         foreground * np.float32(volumes[row]), int(shifts[row])
     )
   if noise:

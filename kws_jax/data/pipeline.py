@@ -17,6 +17,13 @@ uninterrupted run yields from step k on, whatever the number of threads.
 (kws_streaming samples training rows with replacement; epochs of permutations
 visit every example equally often.)
 
+Clips longer than the files: with `foreground_samples` < `clip_samples`, each
+file is fit to `foreground_samples` (cropped or zero-padded at its end, as
+TF's decode_wav does) and placed at the end of the clip, after zeros (in
+training, after the background noise the augmentation mixes over the whole
+clip). A model that needs context before a word (the speech embedding heads
+see 2 s) thus sees the word end where its window ends, as in a stream.
+
 Evaluation batches cover a split exactly once, in order, never augmented; the
 last one is padded with weight-0 rows, so that
     sum(weight * correct) / sum(weight)
@@ -81,25 +88,40 @@ def _load_examples(
     examples: Sequence[speech_commands.Example],
     clip_samples: int,
     sample_rate: int,
+    foreground_samples: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Reads clips: (clips float32 [B, clip_samples], readable bool [B]).
 
-  Silence rows are zeros. An unreadable file gives a zero row, False, and a
-  warning naming the file.
+  Each file is fit to `foreground_samples` (default: the clip) and placed at
+  the end of its row. Silence rows are zeros. An unreadable file gives a zero
+  row, False, and a warning naming the file.
   """
+  foreground = _foreground(clip_samples, foreground_samples)
   clips = np.zeros((len(examples), clip_samples), np.float32)
   readable = np.ones(len(examples), bool)
   for row, example in enumerate(examples):
     if example.path is None:
       continue
     try:
-      clips[row] = audio.read_clip(example.path, clip_samples, sample_rate)
+      clips[row, clip_samples - foreground:] = audio.read_clip(
+          example.path, foreground, sample_rate)
     except (OSError, ValueError) as error:
       readable[row] = False
       warnings.warn(
           f'skipping unreadable example {example.path}: {error}', stacklevel=2
       )
   return clips, readable
+
+
+def _foreground(clip_samples: int, foreground_samples: int | None) -> int:
+  if foreground_samples is None:
+    return clip_samples
+  if not 0 < foreground_samples <= clip_samples:
+    raise ValueError(
+        f'foreground_samples={foreground_samples}, expected 1 to '
+        f'clip_samples={clip_samples}'
+    )
+  return foreground_samples
 
 
 @functools.lru_cache(maxsize=8)
@@ -133,16 +155,21 @@ def train_batch(
     feature_shape: tuple[int, int] | None = None,
     clip_samples: int = audio.CLIP_SAMPLES,
     sample_rate: int = audio.SAMPLE_RATE,
+    foreground_samples: int | None = None,
 ) -> Batch:
   """The training batch of step `step`: a pure function of its arguments."""
   examples = dataset.split('training')
   indices = train_example_indices(len(examples), batch_size, seed, step)
   rows = [examples[index] for index in indices]
-  clips, readable = _load_examples(rows, clip_samples, sample_rate)
+  foreground = _foreground(clip_samples, foreground_samples)
+  clips, readable = _load_examples(rows, foreground, sample_rate)
   is_silence = np.array([example.path is None for example in rows])
   if augmentation is not None:
     rng = np.random.default_rng([seed, _AUGMENT_STREAM, step])
-    clips = augment.augment_batch(clips, is_silence, noise, rng, augmentation)
+    clips = augment.augment_batch(clips, is_silence, noise, rng, augmentation,
+                                  window_samples=clip_samples)
+  elif foreground < clip_samples:
+    clips = np.pad(clips, ((0, 0), (clip_samples - foreground, 0)))
   batch = {
       'audio': clips,
       'label': np.array([example.label for example in rows], np.int32),
@@ -207,6 +234,7 @@ def train_batches(
     feature_shape: tuple[int, int] | None = None,
     clip_samples: int = audio.CLIP_SAMPLES,
     sample_rate: int = audio.SAMPLE_RATE,
+    foreground_samples: int | None = None,
     num_threads: int | None = None,
     prefetch: int = 4,
 ) -> Iterator[Batch]:
@@ -222,6 +250,8 @@ def train_batches(
     spec_augment: If set, also emit SpecAugment masks for `feature_shape`.
     feature_shape: (num_frames T, num_bins F) of the model's features.
     clip_samples, sample_rate: Clip length and rate of "audio".
+    foreground_samples: Length files are fit to before they are placed at
+      the end of the clip (default: clip_samples); see the module docstring.
     num_threads: Loader threads (default: all cores).
     prefetch: Batches computed ahead of the consumer.
   """
@@ -249,6 +279,7 @@ def train_batches(
       feature_shape=feature_shape,
       clip_samples=clip_samples,
       sample_rate=sample_rate,
+      foreground_samples=_foreground(clip_samples, foreground_samples),
   )
   steps = (
       itertools.count(start_step)
@@ -273,6 +304,7 @@ def eval_batch(
     batch_size: int,
     clip_samples: int = audio.CLIP_SAMPLES,
     sample_rate: int = audio.SAMPLE_RATE,
+    foreground_samples: int | None = None,
 ) -> Batch:
   """Batch `index` of a split: rows [index * B, (index + 1) * B), padded."""
   examples = dataset.split(split)[index * batch_size : (index + 1) * batch_size]
@@ -280,7 +312,7 @@ def eval_batch(
   label = np.zeros(batch_size, np.int32)
   weight = np.zeros(batch_size, np.float32)
   clips[: len(examples)], readable = _load_examples(
-      examples, clip_samples, sample_rate
+      examples, clip_samples, sample_rate, foreground_samples
   )
   label[: len(examples)] = [example.label for example in examples]
   weight[: len(examples)] = readable
@@ -294,6 +326,7 @@ def eval_batches(
     *,
     clip_samples: int = audio.CLIP_SAMPLES,
     sample_rate: int = audio.SAMPLE_RATE,
+    foreground_samples: int | None = None,
     num_threads: int | None = None,
     prefetch: int = 4,
 ) -> Iterator[Batch]:
@@ -309,6 +342,7 @@ def eval_batches(
       batch_size=batch_size,
       clip_samples=clip_samples,
       sample_rate=sample_rate,
+      foreground_samples=_foreground(clip_samples, foreground_samples),
   )
   num_batches = num_eval_batches(dataset, split, batch_size)
   return _prefetch(make_batch, range(num_batches), num_threads, prefetch)

@@ -1,15 +1,16 @@
 """Accuracy of exported TFLite models on a split, as kws_streaming measures it.
 
-* non-streaming: one invocation per 1 s clip;
+* non-streaming: one invocation per clip;
 * streaming "reset1": the state is zeroed before every clip;
 * streaming "reset0": one stream over the split's clips in order, the state
   carried from clip to clip.
-The prediction of a streamed clip is the argmax after its last 20 ms block.
+The prediction of a streamed clip is the argmax after its last block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -21,11 +22,16 @@ from kws_jax.models import Model
 
 
 def load_split(model: Model, dataset: data.SpeechCommands, split: str,
-               batch_size: int = 100) -> tuple[np.ndarray, np.ndarray]:
-  """Model inputs ``[N, time, ...]`` (audio or features) and labels ``[N]``."""
+               batch_size: int = 100, layout: Mapping[str, Any] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+  """Model inputs ``[N, time, ...]`` (audio or features) and labels ``[N]``.
+
+  ``layout``: the clip geometry (``kws_jax.config.clip_layout``).
+  """
   features = jax.jit(lambda a: model.frontend.apply({}, a))
   inputs, labels = [], []
-  for batch in data.eval_batches(dataset, split, batch_size):
+  for batch in data.eval_batches(dataset, split, batch_size,
+                                 **(layout or {})):
     real = batch['weight'] > 0
     audio = batch['audio'][real]
     if model.preprocess == 'mfcc':

@@ -41,9 +41,11 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from kws_jax import config as kws_config
 from kws_jax import data, evaluate
 from kws_jax.atomic import atomic_write
 from kws_jax.export import accuracy, forms, savedmodel, tflite
+from kws_jax.frontend import MfccFrontend
 from kws_jax.models import Model, build_model
 from kws_jax.train import load_run
 from kws_jax.train.loop import load_dataset
@@ -83,17 +85,24 @@ def _write(path: str, text: str) -> None:
 
 
 def float_scopes(model: Model) -> tuple[str, ...]:
-  """Layers kept float in int8 models: the frontend and the first weighted layer.
+  """Scopes kept float in int8 models (every op up to the last of them).
 
-  MFCC coefficients span very different ranges (c0 about 10x the others), so
-  one int8 scale for the first layer's input loses the small ones; keeping
-  that layer (1 input channel, a tiny share of the compute) in float costs
-  nothing and keeps int8 accuracy within a point of float (RESULTS.md).
+  MFCC models: the frontend and the first weighted layer. MFCC coefficients
+  span very different ranges (c0 about 10x the others), so one int8 scale
+  for the first layer's input loses the small ones; keeping that layer (1
+  input channel, a tiny share of the compute) in float costs nothing and
+  keeps int8 accuracy within a point of float (RESULTS.md).
+
+  Speech embedding models: the embedding (see
+  ``SpeechEmbedding.float_scopes``); the head is int8.
   """
+  frontend = model.frontend
+  if not isinstance(frontend, MfccFrontend):
+    return frontend.float_scopes if model.preprocess == 'raw' else ()
   weighted = jax.eval_shape(lambda: model.init(jax.random.key(0)))
   first = next(layer.name for layer in model.body.layers
                if layer.name in weighted)
-  return (('frontend',) if model.preprocess == 'raw' else ()) + (first,)
+  return ((frontend.name,) if model.preprocess == 'raw' else ()) + (first,)
 
 
 def representative_dataset(form: str, model: Model, params: Any,
@@ -136,8 +145,7 @@ def convert_form(form: str, quantization: str, source: str, model: Model,
   if calibration is None:
     raise ValueError('int8 quantization needs calibration clips.')
   return tflite.convert_int8(
-      source, tflite.convert(source),
-      representative_dataset(form, quant_model, params, calibration),
+      source, representative_dataset(form, quant_model, params, calibration),
       float_scopes(model))
 
 
@@ -156,10 +164,11 @@ def export_run(workdir: str, out_dir: str | None = None, *,
   config, trained, params = load_run(workdir)
   model, quant_model = export_models(config)
   dataset = load_dataset(config)
+  layout = kws_config.clip_layout(config)
   inputs, labels = accuracy.load_split(model, dataset, 'testing',
-                                       config.train.batch_size)
+                                       config.train.batch_size, layout)
   train_inputs, _ = accuracy.load_split(model, dataset, 'training',
-                                        config.train.batch_size)
+                                        config.train.batch_size, layout)
   with open(os.path.join(workdir, 'model_summary.txt'), encoding='utf-8') as f:
     summary = f.read()
   say = (lambda message: tqdm.write(message)) if progress else (lambda m: None)
@@ -195,7 +204,7 @@ def export_run(workdir: str, out_dir: str | None = None, *,
                       results[folder]['accuracy'].items()))
 
   jax_accuracy = _jax_accuracies(trained, params, dataset,
-                                 config.train.batch_size, out_dir)
+                                 config.train.batch_size, out_dir, layout)
   parity = _streaming_parity(model, params, inputs[:8],
                              os.path.join(out_dir, 'tflite_stream_state_'
                                           'external',
@@ -243,14 +252,16 @@ def _measure(folder: str, form: str, path: str, flatbuffer: bytes,
 
 
 def _jax_accuracies(model: Model, params: Any, dataset: data.SpeechCommands,
-                    batch_size: int, out_dir: str) -> dict[str, float]:
+                    batch_size: int, out_dir: str,
+                    layout: dict[str, Any]) -> dict[str, float]:
   measured = {
       'non_stream': evaluate.non_streaming_accuracy(
-          model, params, dataset, batch_size=batch_size),
+          model, params, dataset, batch_size=batch_size, layout=layout),
       'stream_reset1': evaluate.streaming_accuracy(
-          model, params, dataset, batch_size=batch_size),
+          model, params, dataset, batch_size=batch_size, layout=layout),
       'stream_reset0': evaluate.streaming_accuracy(
-          model, params, dataset, batch_size=batch_size, reset=False),
+          model, params, dataset, batch_size=batch_size, reset=False,
+          layout=layout),
   }
   files = {'non_stream': 'non_stream_model_accuracy.txt',
            'stream_reset1': 'stream_model_accuracy_reset1.txt',
@@ -291,8 +302,8 @@ def _manifest(config, model: Model, labels: list[str],
       'frontend': frontend,
       'labels': labels,
       'sample_rate': model.frontend.sample_rate,
-      'clip_samples': int(round(config.data.sample_rate *
-                                config.data.clip_duration_ms / 1000)),
+      **{key: value for key, value in kws_config.clip_layout(config).items()
+         if key != 'sample_rate'},
       'step_ms': model.frontend.window_stride_ms,
       'non_stream': {
           'signature': 'serving_default',

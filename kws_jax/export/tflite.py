@@ -62,21 +62,22 @@ def convert(saved_model_dir: str, quantization: str = 'float', *,
   return flatbuffer
 
 
-def convert_int8(saved_model_dir: str, float_flatbuffer: bytes,
+def convert_int8(saved_model_dir: str,
                  representative: Callable[[], Iterable[dict[str, np.ndarray]]],
                  float_scopes: Iterable[str] = ('frontend',)) -> bytes:
   """Full int8 quantization, except the ops up to the last of ``float_scopes``.
 
-  The float model's ops run in execution order; every op up to the last one
-  whose output is named inside a JAX scope of ``float_scopes`` (layer names,
-  see ``Sequential``) stays float, and so do the streaming state buffers
-  (``state_node_names``). Calibration runs on ``representative``.
-  This is what ``tf.lite.experimental.QuantizationDebugger``'s selective
-  quantization does: calibrate, then quantize with ``denylisted_nodes``.
+  The calibrated float model's ops run in execution order; every op up to
+  the last one whose output is named inside a JAX scope of ``float_scopes``
+  (layer names, see ``Sequential``) stays float, and so do the streaming
+  state buffers (``state_node_names``). Calibration runs on
+  ``representative``. This is what
+  ``tf.lite.experimental.QuantizationDebugger``'s selective quantization
+  does: calibrate, then quantize with ``denylisted_nodes``. The names are
+  read from the calibrated model itself: a separate conversion of the same
+  SavedModel may number its tensors differently.
   """
   from tensorflow.lite.python import convert as tflite_convert  # pylint: disable=g-import-not-at-top
-  keep_float = (float_node_names(float_flatbuffer, float_scopes) +
-                state_node_names(float_flatbuffer))
   converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
   converter.optimizations = [tf.lite.Optimize.DEFAULT]
   converter.representative_dataset = representative
@@ -85,6 +86,8 @@ def convert_int8(saved_model_dir: str, float_flatbuffer: bytes,
   converter._experimental_calibrate_only = True  # pylint: disable=protected-access
   try:
     calibrated = converter.convert()
+    keep_float = (float_node_names(calibrated, float_scopes) +
+                  state_node_names(calibrated))
     flatbuffer = tflite_convert.mlir_quantize(
         calibrated, denylisted_nodes=keep_float)
   except Exception as error:  # pylint: disable=broad-exception-caught

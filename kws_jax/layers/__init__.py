@@ -3,10 +3,12 @@
 from kws_jax.layers.activations import get_activation
 from kws_jax.layers.base import Layer, count_params, scan_steps
 from kws_jax.layers.conv import Conv2D
-from kws_jax.layers.core import Activation, Dense, Dropout, ExpandDims, Flatten
+from kws_jax.layers.core import (
+    Activation, Dense, Dropout, ExpandDims, FeaturePool, Flatten)
 from kws_jax.layers.sequential import Sequential
 
 __all__ = [
-    'Activation', 'Conv2D', 'Dense', 'Dropout', 'ExpandDims', 'Flatten',
+    'Activation', 'Conv2D', 'Dense', 'Dropout', 'ExpandDims', 'FeaturePool',
+    'Flatten',
     'Layer', 'Sequential', 'count_params', 'get_activation', 'scan_steps',
 ]

@@ -1,4 +1,4 @@
-"""Frame-wise layers (Dense, Activation, Dropout, ExpandDims) and Flatten.
+"""Frame-wise layers (Dense, Activation, Dropout, ExpandDims, FeaturePool) and Flatten.
 
 All but Flatten look at one frame at a time: they are stateless and their
 step is their full-window form applied to the frame. Flatten concatenates a
@@ -8,6 +8,7 @@ fixed window of frames, streamed through a buffer of that many frames.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -142,6 +143,42 @@ class ExpandDims(base.Layer):
             rng: Array | None = None) -> Array:
     del params, train, rng
     return x[..., None]
+
+
+@dataclasses.dataclass(frozen=True)
+class FeaturePool(base.Layer):
+  """Max pooling along the feature vector of each frame.
+
+  ``[batch, time, features]`` -> ``[batch, time, (features - pool) // stride
+  + 1]``, as Keras' ``MaxPool1D(pool, stride)`` on ``[..., features, 1]``
+  (kws_streaming's DNN pools its flattened window this way).
+  """
+
+  name: str
+  pool_size: int = 2
+  strides: int = 2
+
+  def __post_init__(self):
+    for field in ('pool_size', 'strides'):
+      value = getattr(self, field)
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f'{self.name}: {field} is {value!r}, expected a '
+                         'positive int.')
+
+  def output_shape(self, in_shape: base.Shape) -> base.Shape:
+    if len(in_shape) != 1 or in_shape[0] < self.pool_size:
+      raise ValueError(
+          f'{self.name}: frames have shape {tuple(in_shape)}, expected a '
+          f'vector of at least pool_size={self.pool_size} features.')
+    return ((in_shape[0] - self.pool_size) // self.strides + 1,)
+
+  def apply(self, params: base.Params, x: Array, *, train: bool = False,
+            rng: Array | None = None) -> Array:
+    del params, train, rng
+    (out,) = self.output_shape(x.shape[2:])
+    span = (out - 1) * self.strides + 1
+    return functools.reduce(jnp.maximum, [
+        x[..., i:i + span:self.strides] for i in range(self.pool_size)])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,33 +2,64 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import ml_collections
 
 from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import Layer, Sequential
-from kws_jax.models import cnn
+from kws_jax.models import cnn, dnn
 from kws_jax.models.keras_weights import params_from_keras
 from kws_jax.models.model import Model
 from kws_jax.models.parse import parse_list
 
-__all__ = ['ARCHITECTURES', 'Model', 'build_model', 'frontend_from_config',
+__all__ = ['ARCHITECTURES', 'FRONTENDS', 'Model', 'build_model',
+           'frontend_from_config',
            'label_count', 'params_from_keras', 'wanted_words']
 
 # Architecture name -> builder of its layers on features [batch, frames, F].
 ARCHITECTURES: dict[str, Callable[..., tuple[Layer, ...]]] = {
     'cnn': cnn.cnn,
+    'dnn': dnn.dnn,
 }
 
 PREPROCESSING = ('raw', 'mfcc')
 
 
-def frontend_from_config(config: ml_collections.ConfigDict) -> MfccFrontend:
-  """The frontend described by ``config.frontend`` and ``config.data``."""
+def _frontends() -> dict[str, type]:
+  from kws_jax.speech_embedding import SpeechEmbedding  # pylint: disable=g-import-not-at-top
+  return {'mfcc': MfccFrontend, 'speech_embedding': SpeechEmbedding}
+
+
+FRONTENDS = ('mfcc', 'speech_embedding')
+
+
+def frontend_from_config(config: ml_collections.ConfigDict) -> Layer:
+  """The frontend described by ``config.frontend`` and ``config.data``.
+
+  ``config.frontend.name`` picks it ('mfcc' when absent); the other fields of
+  the section are its dataclass fields.
+
+  Raises:
+    ValueError: an unknown frontend, or a field it does not have.
+  """
   kwargs = dict(config.frontend)
-  kwargs['fft_length'] = kwargs.get('fft_length') or None
-  return MfccFrontend(sample_rate=config.data.sample_rate, **kwargs)
+  name = kwargs.pop('name', 'mfcc')
+  if name not in FRONTENDS:
+    raise ValueError(f'frontend.name is {name!r}, expected one of '
+                     f'{", ".join(FRONTENDS)}.')
+  cls = _frontends()[name]
+  known = {f.name for f in dataclasses.fields(cls)} - {'name', 'sample_rate'}
+  unknown = sorted(set(kwargs) - known)
+  if unknown:
+    raise ValueError(
+        f'frontend.{unknown[0]} is not a setting of the {name} frontend; '
+        f'its settings are {", ".join(sorted(known))} (the {name} config '
+        'section replaces the whole frontend section).')
+  if name == 'mfcc':
+    kwargs['fft_length'] = kwargs.get('fft_length') or None
+  return cls(sample_rate=config.data.sample_rate, **kwargs)
 
 
 def wanted_words(config: ml_collections.ConfigDict) -> list[str]:
@@ -62,6 +93,12 @@ def build_model(config: ml_collections.ConfigDict) -> Model:
   labels = label_count(config)
   clip_samples = int(round(config.data.sample_rate *
                            config.data.clip_duration_ms / 1000.0))
+  if clip_samples % frontend.block_size:
+    raise ValueError(
+        f'data.clip_duration_ms is {config.data.clip_duration_ms:g} '
+        f'({clip_samples} samples), expected a multiple of the '
+        f'{frontend.window_stride_ms:g} ms ({frontend.block_size} samples) that '
+        'one streaming step of the frontend consumes.')
   frames = frontend.output_length(clip_samples)
   try:
     body = ARCHITECTURES[name](config.model, frames=frames,

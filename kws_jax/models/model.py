@@ -8,7 +8,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import base
 from kws_jax.layers.sequential import Sequential
 
@@ -20,7 +19,8 @@ class Model(base.Layer):
   """A ``Sequential`` network with a fixed input and label count.
 
   Inputs are raw audio ``[batch, samples]`` when the network starts with the
-  frontend (``preprocess='raw'``; a step then takes ``[batch, 320]`` samples)
+  frontend (``preprocess='raw'``; a step then takes ``[batch, block]`` samples:
+  320 for the MFCC frontend, 1280 for the speech embedding)
   or features ``[batch, frames, features]`` (``preprocess='mfcc'``; a step
   takes ``[batch, 1, features]``). Outputs are logits ``[batch, time_out,
   label_count]``: one clip of ``clip_length`` input frames gives exactly one
@@ -36,7 +36,8 @@ class Model(base.Layer):
     input_shape: shape of one input frame: ``()`` for audio, ``(features,)``.
     clip_length: input frames (samples for audio) of one training clip.
     label_count: number of output classes.
-    frontend: the feature frontend, inside ``net`` for raw audio and applied
+    frontend: the feature frontend (MFCC or speech embedding, without
+      trainable parameters), inside ``net`` for raw audio and applied
       by the data pipeline for precomputed features.
   """
 
@@ -45,7 +46,7 @@ class Model(base.Layer):
   input_shape: base.Shape
   clip_length: int
   label_count: int
-  frontend: MfccFrontend
+  frontend: base.Layer
 
   def __post_init__(self):
     output_shape = self.net.output_shape(self.input_shape)

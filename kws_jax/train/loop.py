@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
+from kws_jax import config as kws_config
 from kws_jax import data
 from kws_jax.models import Model, build_model, wanted_words
 from kws_jax.summary import model_summary
@@ -47,6 +48,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if train.checkpoint_every < 0:
     raise ValueError(f'train.checkpoint_every is {train.checkpoint_every}, '
                      'expected >= 0 (0: at every evaluation).')
+  kws_config.clip_layout(config)
 
 
 def load_dataset(config: ml_collections.ConfigDict) -> data.SpeechCommands:
@@ -68,7 +70,8 @@ def evaluate(eval_step, params: Any, dataset: data.SpeechCommands, split: str,
   correct = count = loss = 0.0
   confusion = np.zeros((labels, labels), np.int64)
   for batch in data.eval_batches(dataset, split, config.train.batch_size,
-                                 num_threads=config.data.num_threads or None):
+                                 num_threads=config.data.num_threads or None,
+                                 **kws_config.clip_layout(config)):
     out = jax.device_get(eval_step(params, parallel.put_batch(batch, sharding)))
     correct += float(out['correct'])
     count += float(out['count'])
@@ -92,7 +95,7 @@ def _augmentation(config: ml_collections.ConfigDict, model: Model):
       time_mask_max_size=cfg.time_mask_max_size,
       frequency_masks=cfg.frequency_masks_number,
       frequency_mask_max_size=cfg.frequency_mask_max_size)
-  clip_samples = int(round(cfg.sample_rate * cfg.clip_duration_ms / 1000))
+  clip_samples = kws_config.clip_layout(config)['clip_samples']
   feature_shape = (model.frontend.output_length(clip_samples),
                    model.frontend.num_features)
   return audio, spec, feature_shape
@@ -181,7 +184,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       start_step=start, num_steps=num_steps - start,
       augmentation=audio_augmentation, spec_augment=spec_augment,
       feature_shape=feature_shape,
-      num_threads=config.data.num_threads or None)
+      num_threads=config.data.num_threads or None,
+      **kws_config.clip_layout(config))
   eval_interval = config.train.eval_step_interval
   checkpoint_every = config.train.checkpoint_every or eval_interval
   bar = tqdm(total=num_steps, initial=start, disable=not progress,
