@@ -11,7 +11,7 @@ export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[export,test]'
+	$(BIN)/pip install --quiet -e '.[export,test,tts]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -18,6 +18,7 @@ That costs about 3 ms per call and makes `speak` a pure function of its
 arguments, whatever ran before in the process; worker pools may therefore
 schedule utterances in any order. (This holds while nothing else in the process
 keeps libespeak-ng loaded, e.g. a phonemizer: dlclose would not unload it.)
+`phonemize` (text to IPA, espeak_TextToPhonemes) follows the same discipline.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ PARAMETER_RANGES = {
 # speak_lib.h constants.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _CHARS_UTF8 = 1
+_PHONEMES_IPA = 0x02
+_PHONEMES_TIE = 0x80  # Bits 8-23 then hold the tie character.
+IPA_TIE = '\u0361'  # COMBINING DOUBLE INVERTED BREVE, as in "t͡ʃ".
 _POS_CHARACTER = 1
 _EE_OK = 0
 _PARAMETER_IDS = {
@@ -300,3 +304,50 @@ def speak(
   if not chunks:
     return np.zeros((0,), np.float32)
   return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+
+def phonemize(text: str, voice: str = 'en-us', *, tie: bool = False) -> str:
+  """eSpeak NG's IPA transcription of `text` (espeak_TextToPhonemes).
+
+  Like `speak`, a pure function of its arguments (a fresh library per call).
+
+      phonemize('yes')  # 'jˈɛs'
+      phonemize('go', tie=True)  # 'ɡˈo͡ʊ'
+
+  Args:
+    text: UTF-8 text.
+    voice: A voice file name such as "en-us" (see ENGLISH_VOICES).
+    tie: Join the letters of each multi-letter phoneme with IPA_TIE, so that
+      e.g. the diphthong "a͡ɪ" can be told from "a" followed by "ɪ".
+
+  Returns:
+    IPA with eSpeak's stress marks (ˈ ˌ, before the stressed vowel) and
+    spaces between words. Punctuation is not transcribed: the clauses it
+    separates are joined by a space. "" for text without words.
+
+  Raises:
+    ValueError: an unknown voice.
+  """
+  mode = _PHONEMES_IPA | ((_PHONEMES_TIE | ord(IPA_TIE) << 8) if tie else 0)
+  with _fresh_library() as lib:
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+      raise ValueError(
+          f'phonemize(): eSpeak NG has no voice {voice!r}; see ENGLISH_VOICES'
+      )
+    lib.espeak_TextToPhonemes.argtypes = [
+        ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int
+    ]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+    buffer = ctypes.create_string_buffer(text.encode('utf-8'))
+    # eSpeak advances the pointer clause by clause and sets it to NULL at
+    # the end of the text.
+    pointer = ctypes.c_void_p(ctypes.addressof(buffer))
+    clauses = []
+    while pointer.value:
+      phonemes = lib.espeak_TextToPhonemes(
+          ctypes.byref(pointer), _CHARS_UTF8, mode
+      )
+      if phonemes:
+        clauses.append(phonemes.decode('utf-8').strip())
+  return ' '.join(clause for clause in clauses if clause)

@@ -201,13 +201,35 @@ def render_clip(job: ClipJob) -> np.ndarray:
       seed=job.espeak_seed,
       max_samples=int(0.95 * audio.CLIP_SAMPLES),
   )
-  clip = job.noise_floor * noise.colored_noise(
-      'pink', audio.CLIP_SAMPLES, np.random.default_rng(job.noise_seed)
+  return place_word(
+      word,
+      peak=job.peak,
+      offset_fraction=job.offset_fraction,
+      noise_floor=job.noise_floor,
+      noise_seed=job.noise_seed,
+  )
+
+
+def place_word(
+    word: np.ndarray,
+    *,
+    peak: float,
+    offset_fraction: float,
+    noise_floor: float,
+    noise_seed: int,
+) -> np.ndarray:
+  """float32 [CLIP_SAMPLES]: `word` scaled to `peak`, placed, on pink noise.
+
+  The word starts at `offset_fraction` of the clip's free room; the noise
+  has RMS `noise_floor` and is drawn from `noise_seed`.
+  """
+  clip = noise_floor * noise.colored_noise(
+      'pink', audio.CLIP_SAMPLES, np.random.default_rng(noise_seed)
   )
   if len(word):
-    offset = int(round(job.offset_fraction * (audio.CLIP_SAMPLES - len(word))))
+    offset = int(round(offset_fraction * (audio.CLIP_SAMPLES - len(word))))
     clip[offset : offset + len(word)] += word * (
-        job.peak / max(float(np.abs(word).max()), 1e-6)
+        peak / max(float(np.abs(word).max()), 1e-6)
     )
   return np.clip(clip, -1.0, 1.0)
 
@@ -218,7 +240,8 @@ def _write_clip(job: ClipJob) -> str:
   return job.path
 
 
-def _word_key(word: str) -> int:
+def word_key(word: str) -> int:
+  """A stable integer of a word, for the random streams of its clips."""
   return zlib.crc32(word.encode('utf-8'))
 
 
@@ -230,12 +253,12 @@ def clip_job(
   perm is a permutation of the S speakers drawn from (seed, word); the
   utterance's variation is drawn from (seed, word, n).
   """
-  order = np.random.default_rng([seed, 1, _word_key(word)]).permutation(
+  order = np.random.default_rng([seed, 1, word_key(word)]).permutation(
       len(speakers)
   )
   speaker = speakers[order[n % len(speakers)]]
   repetition = n // len(speakers)
-  rng = np.random.default_rng([seed, 2, _word_key(word), n])
+  rng = np.random.default_rng([seed, 2, word_key(word), n])
   punctuation = PUNCTUATION[int(rng.integers(len(PUNCTUATION)))]
   min_rate, max_rate = espeak.PARAMETER_RANGES['rate']
   rate = int(np.clip(speaker.rate * rng.uniform(0.9, 1.1), min_rate, max_rate))
@@ -346,11 +369,11 @@ def noise_jobs(out_dir: str, seed: int) -> list[NoiseJob]:
   return jobs
 
 
-def _run_job(job: ClipJob | NoiseJob) -> str:
+def run_job(job: ClipJob | NoiseJob) -> str:
   return _write_clip(job) if isinstance(job, ClipJob) else _write_noise(job)
 
 
-def _check_marker(out_dir: str, config: dict) -> bool:
+def check_marker(out_dir: str, config: dict) -> bool:
   """True if out_dir holds a complete set for `config`; raises if another."""
   path = os.path.join(out_dir, MARKER_FILE)
   if not os.path.exists(path):
@@ -373,7 +396,36 @@ def _check_marker(out_dir: str, config: dict) -> bool:
   return bool(existing['complete'])
 
 
-def _write_marker(out_dir: str, config: dict, complete: bool) -> None:
+def dataset_speakers(out_dir: str | os.PathLike) -> dict[str, Speaker]:
+  """The speakers of a dataset made by synthesize_dataset, by id.
+
+  Recomputed from the settings in its marker file (speakers are a function
+  of the seed), so experiments can split a dataset by accent or variant.
+
+  Raises:
+    FileNotFoundError: out_dir was not made by synthesize_dataset.
+    ValueError: out_dir was made by another engine (kws_jax.data.kokoro).
+  """
+  path = os.path.join(os.fspath(out_dir), MARKER_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f'{path}: not found; {out_dir} was not made by kws_jax.data.synth'
+    )
+  with open(path, encoding='utf-8') as file:
+    config = json.load(file)['config']
+  engine = config.get('engine', 'espeak')
+  if engine != 'espeak':
+    raise ValueError(
+        f'{out_dir} was synthesized by {engine}, not eSpeak NG; read its '
+        f'speakers with kws_jax.data.{engine}.dataset_speakers'
+    )
+  speakers = random_speakers(
+      config['num_speakers'], np.random.default_rng([config['seed'], 0])
+  )
+  return {speaker.id: speaker for speaker in speakers}
+
+
+def write_marker(out_dir: str, config: dict, complete: bool) -> None:
   with atomic.atomic_write(os.path.join(out_dir, MARKER_FILE), 'w') as file:
     json.dump({'config': config, 'complete': complete}, file, indent=1)
 
@@ -437,9 +489,9 @@ def synthesize_dataset(
       'background_noise': background_noise,
   }
   os.makedirs(out_dir, exist_ok=True)
-  if _check_marker(out_dir, config):
+  if check_marker(out_dir, config):
     return out_dir
-  _write_marker(out_dir, config, complete=False)
+  write_marker(out_dir, config, complete=False)
   for stale in glob.glob(os.path.join(glob.escape(out_dir), '*', '.*.tmp')):
     os.unlink(stale)  # Left by an interrupted run.
 
@@ -463,7 +515,7 @@ def synthesize_dataset(
   with bar:
     if workers == 1:
       for job in jobs:
-        _run_job(job)
+        run_job(job)
         bar.update()
     else:
       methods = multiprocessing.get_all_start_methods()
@@ -472,9 +524,9 @@ def synthesize_dataset(
       )
       with context.Pool(workers) as pool:
         # chunksize 1: the babble jobs are long, and must not queue up together.
-        for _ in pool.imap_unordered(_run_job, jobs, chunksize=1):
+        for _ in pool.imap_unordered(run_job, jobs, chunksize=1):
           bar.update()
-  _write_marker(out_dir, config, complete=True)
+  write_marker(out_dir, config, complete=True)
   return out_dir
 
 
