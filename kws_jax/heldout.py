@@ -4,9 +4,8 @@
         [--name kokoro] [--which best]
 
 evaluates the run's best weights on *every* clip of a Speech Commands-layout
-directory (its training, validation and testing splits together, each with
-the run's silence and unknown percentages), with the run's labels, clip
-layout and frontend, and writes ``<workdir>/heldout/<name>.json`` (accuracy
+directory (one split of all its speakers, with the run's silence and unknown
+percentages), with the run's labels, clip layout and frontend, and writes ``<workdir>/heldout/<name>.json`` (accuracy
 on all labels, on keywords alone, per label) and ``<name>_confusion.png``.
 A model's figure on its own synthetic test split says how well it learned one
 synthesizer; this is the figure that says whether it learned the words.
@@ -63,20 +62,23 @@ class HeldOutResult:
 
 
 def load_heldout(config, data_dir: str) -> data.SpeechCommands:
-  """``data_dir`` indexed with the run's words and percentages."""
+  """``data_dir`` indexed with the run's words and silence/unknown shares.
+
+  Every clip goes to one split (``training``; validation and testing are
+  empty), so a set of a few speakers is measured whole.
+  """
   cfg = config.data
   return data.load_speech_commands(
       data_dir, wanted_words=wanted_words(config),
       silence_percentage=cfg.silence_percentage,
       unknown_percentage=cfg.unknown_percentage,
-      validation_percentage=cfg.validation_percentage,
-      testing_percentage=cfg.testing_percentage, split_data=True)
+      validation_percentage=0.0, testing_percentage=0.0, split_data=True)
 
 
 def evaluate_heldout(model: Model, params: Any, config,
                      dataset: data.SpeechCommands, *, batch_size: int = 100,
                      progress: bool = True) -> HeldOutResult:
-  """Non-streaming predictions on every clip of every split of ``dataset``.
+  """Non-streaming predictions on every clip of every non-empty split.
 
   Raises:
     ValueError: the dataset's labels differ from the model's.
@@ -90,12 +92,12 @@ def evaluate_heldout(model: Model, params: Any, config,
   logits_fn = jax.jit(lambda p, x: model.logits(p, x))
   labels = len(dataset.labels)
   confusion = np.zeros((labels, labels), np.int64)
-  total = sum(data.num_eval_batches(dataset, s, batch_size)
-              for s in speech_commands.SPLITS)
+  splits = [s for s in speech_commands.SPLITS if dataset.split(s)]
+  total = sum(data.num_eval_batches(dataset, s, batch_size) for s in splits)
   bar = tqdm(total=total, desc=f'held out {dataset.data_dir}',
              disable=not progress, unit='batch')
   with bar:
-    for split in speech_commands.SPLITS:
+    for split in splits:
       for batch in data.eval_batches(dataset, split, batch_size, **layout):
         inputs = jnp.asarray(batch['audio'])
         if model.preprocess != 'raw':
