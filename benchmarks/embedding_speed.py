@@ -27,12 +27,12 @@ import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.export_speed import median_us, step_with_state_io
+from benchmarks.export_speed import convert_forms, median_us, step_with_state_io
 from benchmarks.timing import median_seconds
 from experiments.configs import embedding_dnn
 from kws_jax import cli
-from kws_jax.export import forms, savedmodel
-from kws_jax.export.pipeline import convert_form, export_models
+from kws_jax.export import forms
+from kws_jax.export.pipeline import export_models
 from kws_jax.speech_embedding import SpeechEmbedding
 from kws_jax.summary import step_macs
 
@@ -68,20 +68,12 @@ def main() -> None:
   block = np.zeros((1, model.block_size), np.float32)
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
-    form = 'stream_state_external'
-    for name, m in (('float', model), ('quant', quant_model)):
-      savedmodel.save(form, m, params, os.path.join(tmp, name, form))
-    for quantization in ('float', 'dynamic', 'int8'):
-      source = os.path.join(
-          tmp, 'float' if quantization == 'float' else 'quant', form)
-      flatbuffer = convert_form(form, quantization, source, model,
-                                quant_model, params, calibration)
-      path = os.path.join(tmp, f'{quantization}.tflite')
-      with open(path, 'wb') as file:
-        file.write(flatbuffer)
+    paths = convert_forms(model, quant_model, params, calibration, tmp,
+                          ('stream_state_external',))
+    for (_, quantization), path in paths.items():
       rows.append((quantization, *step_with_state_io(path, block,
                                                      args.repeats),
-                   len(flatbuffer)))
+                   os.path.getsize(path)))
 
   step = jax.jit(forms.streaming_fn(model, params))
   states = forms.zero_states(model)

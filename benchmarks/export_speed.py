@@ -62,6 +62,30 @@ def step_with_state_io(path: str, block: np.ndarray,
   return median_us(interpreter.invoke, repeats), median_us(step, repeats)
 
 
+def convert_forms(model, quant_model, params, calibration: np.ndarray,
+                  directory: str, form_names=('non_stream',
+                                              'stream_state_external')
+                  ) -> dict[tuple[str, str], str]:
+  """Every quantization of ``form_names``, as the export makes them.
+
+  Returns ``{(form, quantization): path of the .tflite file}``.
+  """
+  paths = {}
+  for form in form_names:
+    for name, m in (('float', model), ('quant', quant_model)):
+      savedmodel.save(form, m, params, os.path.join(directory, name, form))
+    for quantization in ('float', 'dynamic', 'int8'):
+      source = os.path.join(
+          directory, 'float' if quantization == 'float' else 'quant', form)
+      flatbuffer = convert_form(form, quantization, source, model,
+                                quant_model, params, calibration)
+      path = os.path.join(directory, f'{form}_{quantization}.tflite')
+      with open(path, 'wb') as file:
+        file.write(flatbuffer)
+      paths[form, quantization] = path
+  return paths
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--preprocess', default='raw', choices=('raw', 'mfcc'))
@@ -79,19 +103,7 @@ def main() -> None:
 
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
-    paths = {}
-    for form in ('non_stream', 'stream_state_external'):
-      for name, m in (('float', model), ('quant', quant_model)):
-        savedmodel.save(form, m, params, os.path.join(tmp, name, form))
-      for quantization in ('float', 'dynamic', 'int8'):
-        source = os.path.join(
-            tmp, 'float' if quantization == 'float' else 'quant', form)
-        flatbuffer = convert_form(form, quantization, source, model,
-                                  quant_model, params, calibration)
-        path = os.path.join(tmp, f'{form}_{quantization}.tflite')
-        with open(path, 'wb') as file:
-          file.write(flatbuffer)
-        paths[form, quantization] = path
+    paths = convert_forms(model, quant_model, params, calibration, tmp)
 
     block = np.zeros((1, model.block_size, *model.input_shape), np.float32)
     clip = calibration[:1]

@@ -109,10 +109,30 @@ def evaluate_heldout(model: Model, params: Any, config,
   return HeldOutResult(tuple(dataset.labels), confusion)
 
 
+def write_report(result: HeldOutResult, run_dir: str, name: str,
+                 title: str, **extra: Any) -> str:
+  """Writes ``<run_dir>/heldout/<name>.json`` and ``<name>_confusion.png``.
+
+  ``extra`` fields (where the data came from, ...) go into the JSON.
+  Returns the JSON's path.
+  """
+  from kws_jax.train import plots  # pylint: disable=g-import-not-at-top
+  out = os.path.join(run_dir, 'heldout')
+  path = os.path.join(out, f'{name}.json')
+  with atomic_write(path, 'w') as file:
+    json.dump({**extra, **result.as_dict()}, file, indent=1)
+  plots.plot_confusion(
+      result.confusion, result.labels,
+      os.path.join(out, f'{name}_confusion.png'),
+      f'{title} on {name}: {result.accuracy:.2%} '
+      f'({result.keyword_accuracy:.2%} on keywords)')
+  return path
+
+
 def main(argv: Sequence[str] | None = None) -> None:
   from kws_jax import cli  # pylint: disable=g-import-not-at-top
   cli.configure_xla_cpu()
-  from kws_jax.train import load_run, plots  # pylint: disable=g-import-not-at-top
+  from kws_jax.train import load_run  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(
       prog='python -m kws_jax.heldout',
       description='Accuracy of a trained run on every clip of another '
@@ -129,19 +149,11 @@ def main(argv: Sequence[str] | None = None) -> None:
   result = evaluate_heldout(model, params, config, dataset,
                             batch_size=args.batch_size)
   name = args.name or os.path.basename(os.path.normpath(args.data_dir))
-  out = os.path.join(args.workdir, 'heldout')
-  report = {'workdir': args.workdir, 'data_dir': args.data_dir,
-            'weights': args.which, **result.as_dict()}
-  with atomic_write(os.path.join(out, f'{name}.json'), 'w') as file:
-    json.dump(report, file, indent=1)
-  plots.plot_confusion(
-      result.confusion, result.labels,
-      os.path.join(out, f'{name}_confusion.png'),
-      f'{model.name} on {name}: {result.accuracy:.2%} '
-      f'({result.keyword_accuracy:.2%} on keywords)')
+  path = write_report(result, args.workdir, name, model.name,
+                      workdir=args.workdir, data_dir=args.data_dir,
+                      weights=args.which)
   print(f'{name}: {result.accuracy:.2%} on {int(result.confusion.sum())} '
-        f'clips, {result.keyword_accuracy:.2%} on keywords alone; '
-        f'{os.path.join(out, name)}.json')
+        f'clips, {result.keyword_accuracy:.2%} on keywords alone; {path}')
 
 
 if __name__ == '__main__':

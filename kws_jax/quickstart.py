@@ -123,8 +123,11 @@ def _heldout_accuracy(workdir: str, heldout_dir: str, words: list[str],
   kokoro.synthesize_dataset(heldout_dir, words=words, per_word=per_word,
                             seed=1)
   config, model, params = load_run(workdir)
-  return heldout.evaluate_heldout(model, params, config,
-                                  heldout.load_heldout(config, heldout_dir))
+  result = heldout.evaluate_heldout(model, params, config,
+                                    heldout.load_heldout(config, heldout_dir))
+  heldout.write_report(result, workdir, 'kokoro', model.name,
+                       data_dir=heldout_dir, weights='best')
+  return result
 
 
 QUANTIZATION_NAMES = {'float': 'TFLite float', 'dynamic': 'TFLite dynamic-range',

@@ -53,6 +53,7 @@ def test_quickstart_runs_the_whole_pipeline(tmp_path):
   assert any(line.startswith('FRR at 1 FA/h') for line in lines)
   heldout = [line for line in lines if line.startswith('held-out engine')]
   assert len(heldout) == 1 and '(Kokoro-82M' in heldout[0]
+  assert (workdir / 'heldout' / 'kokoro.json').exists()
   assert (workdir / 'stream_eval' / 'det_curve.png').stat().st_size > 5000
   assert (workdir / 'manifest.json').exists()
   assert os.path.exists(tmp_path / 'data' / 'yes')

@@ -623,32 +623,9 @@ def synthesize_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(
-      description='Synthesize a Speech Commands-style dataset with Kokoro-82M.'
+  parser = synth.dataset_argument_parser(
+      'Synthesize a Speech Commands-style dataset with Kokoro-82M.', 100
   )
-  parser.add_argument('--out', required=True, help='output directory')
-  parser.add_argument(
-      '--words',
-      nargs='+',
-      default=list(speech_commands.DEFAULT_WANTED_WORDS),
-      help='keywords',
-  )
-  parser.add_argument(
-      '--unknown-words', nargs='+', default=list(synth.AUXILIARY_WORDS)
-  )
-  parser.add_argument(
-      '--per-word', type=int, default=100, help='clips per keyword'
-  )
-  parser.add_argument(
-      '--per-unknown-word',
-      type=int,
-      default=None,
-      help='default: per-word // 5',
-  )
-  parser.add_argument(
-      '--speakers', type=int, default=None, help='default: per-word // 2'
-  )
-  parser.add_argument('--seed', type=int, default=0)
   parser.add_argument(
       '--threads', type=int, default=None, help='default: all cores'
   )

@@ -530,10 +530,10 @@ def synthesize_dataset(
   return out_dir
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(
-      description='Synthesize a Speech Commands-style dataset with eSpeak NG.'
-  )
+def dataset_argument_parser(description: str, per_word: int
+                            ) -> argparse.ArgumentParser:
+  """The command-line flags every dataset synthesizer shares."""
+  parser = argparse.ArgumentParser(description=description)
   parser.add_argument('--out', required=True, help='output directory')
   parser.add_argument(
       '--words',
@@ -545,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> None:
       '--unknown-words', nargs='+', default=list(AUXILIARY_WORDS)
   )
   parser.add_argument(
-      '--per-word', type=int, default=400, help='clips per keyword'
+      '--per-word', type=int, default=per_word, help='clips per keyword'
   )
   parser.add_argument(
       '--per-unknown-word',
@@ -557,6 +557,13 @@ def main(argv: Sequence[str] | None = None) -> None:
       '--speakers', type=int, default=None, help='default: per-word // 2'
   )
   parser.add_argument('--seed', type=int, default=0)
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = dataset_argument_parser(
+      'Synthesize a Speech Commands-style dataset with eSpeak NG.', 400
+  )
   parser.add_argument(
       '--workers', type=int, default=None, help='default: all cores'
   )
