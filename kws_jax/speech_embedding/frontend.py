@@ -69,7 +69,7 @@ class SpeechEmbedding(base.Layer):
       raise ValueError(
           f'{self.name}: sample_rate is {self.sample_rate}, expected '
           f'{SAMPLE_RATE}: the speech embedding was trained on 16 kHz audio.')
-    self.mel  # validates the log-mel settings
+    _ = self.mel  # building it checks the log-mel settings
 
   @property
   def mel(self) -> LogMelSpectrogram:
