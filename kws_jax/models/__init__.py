@@ -13,6 +13,7 @@ from kws_jax.models import cnn, dnn
 from kws_jax.models.keras_weights import params_from_keras
 from kws_jax.models.model import Model
 from kws_jax.models.parse import parse_list
+from kws_jax.speech_embedding import SpeechEmbedding
 
 __all__ = ['ARCHITECTURES', 'FRONTENDS', 'Model', 'build_model',
            'frontend_from_config',
@@ -27,12 +28,11 @@ ARCHITECTURES: dict[str, Callable[..., tuple[Layer, ...]]] = {
 PREPROCESSING = ('raw', 'mfcc')
 
 
-def _frontends() -> dict[str, type]:
-  from kws_jax.speech_embedding import SpeechEmbedding  # pylint: disable=g-import-not-at-top
-  return {'mfcc': MfccFrontend, 'speech_embedding': SpeechEmbedding}
-
-
-FRONTENDS = ('mfcc', 'speech_embedding')
+# config.frontend.name -> the frontend's dataclass.
+FRONTENDS: dict[str, type[Layer]] = {
+    'mfcc': MfccFrontend,
+    'speech_embedding': SpeechEmbedding,
+}
 
 
 def frontend_from_config(config: ml_collections.ConfigDict) -> Layer:
@@ -49,7 +49,7 @@ def frontend_from_config(config: ml_collections.ConfigDict) -> Layer:
   if name not in FRONTENDS:
     raise ValueError(f'frontend.name is {name!r}, expected one of '
                      f'{", ".join(FRONTENDS)}.')
-  cls = _frontends()[name]
+  cls = FRONTENDS[name]
   known = {f.name for f in dataclasses.fields(cls)} - {'name', 'sample_rate'}
   unknown = sorted(set(kwargs) - known)
   if unknown:
