@@ -437,6 +437,8 @@ def synthesize_dataset(
     *,
     unknown_words: Sequence[str] = AUXILIARY_WORDS,
     per_unknown_word: int | None = None,
+    hard_negatives: Sequence[str] = (),
+    per_hard_negative: int | None = None,
     num_speakers: int | None = None,
     seed: int = 0,
     workers: int | None = None,
@@ -452,6 +454,11 @@ def synthesize_dataset(
     unknown_words: Words for the _unknown_ class (keywords among them are
       left out).
     per_unknown_word: Clips per unknown word (default: per_word // 5).
+    hard_negatives: More words for the _unknown_ class, each said more
+      often: the phonetic near-misses of the keywords (see
+      kws_jax.data.vocabulary). Keywords among them are left out; unknown
+      words among them are said per_hard_negative times.
+    per_hard_negative: Clips per hard negative (default: per_word // 20).
     num_speakers: Synthetic speakers (default: per_word // 2, at least 10);
       each keyword is said by every speaker about per_word / num_speakers times.
     seed: Determines everything; the output does not depend on `workers`.
@@ -469,11 +476,24 @@ def synthesize_dataset(
   """
   out_dir = os.fspath(out_dir)
   words = tuple(words)
-  unknown_words = tuple(word for word in unknown_words if word not in words)
+  hard_negatives = tuple(dict.fromkeys(
+      word for word in hard_negatives if word not in words))
+  unknown_words = tuple(dict.fromkeys(
+      word for word in unknown_words
+      if word not in words and word not in hard_negatives))
+  for word in words + unknown_words + hard_negatives:
+    if not word or os.sep in word or word.startswith(('.', '_')):
+      raise ValueError(
+          f'word {word!r}: not usable as a folder name (empty, with '
+          f'{os.sep!r}, or starting with "." or "_")'
+      )
   if per_word < 1:
     raise ValueError(f'per_word={per_word}, expected >= 1')
   per_unknown_word = (
       max(1, per_word // 5) if per_unknown_word is None else per_unknown_word
+  )
+  per_hard_negative = (
+      max(1, per_word // 20) if per_hard_negative is None else per_hard_negative
   )
   num_speakers = (
       max(10, per_word // 2) if num_speakers is None else num_speakers
@@ -488,6 +508,9 @@ def synthesize_dataset(
       'seed': seed,
       'background_noise': background_noise,
   }
+  if hard_negatives:  # Only then: older markers stay valid.
+    config['hard_negatives'] = list(hard_negatives)
+    config['per_hard_negative'] = per_hard_negative
   os.makedirs(out_dir, exist_ok=True)
   if check_marker(out_dir, config):
     return out_dir
@@ -499,7 +522,8 @@ def synthesize_dataset(
   jobs: list[ClipJob | NoiseJob] = (
       noise_jobs(out_dir, seed) if background_noise else []
   )
-  for word_list, count in ((words, per_word), (unknown_words, per_unknown_word)):
+  for word_list, count in ((words, per_word), (unknown_words, per_unknown_word),
+                           (hard_negatives, per_hard_negative)):
     jobs += [
         clip_job(out_dir, word, n, speakers, seed)
         for word in word_list
@@ -560,6 +584,40 @@ def dataset_argument_parser(description: str, per_word: int
   return parser
 
 
+def add_vocabulary_arguments(parser: argparse.ArgumentParser) -> None:
+  """--vocabulary and --per-near-miss: a large _unknown_ vocabulary."""
+  parser.add_argument(
+      '--vocabulary',
+      type=int,
+      default=0,
+      help='add the N most frequent English words (no keyword, no '
+      'homophone) to --unknown-words, and the near-misses of each keyword '
+      'as hard negatives (kws_jax.data.vocabulary); 0: none',
+  )
+  parser.add_argument(
+      '--per-near-miss',
+      type=int,
+      default=None,
+      help='clips per near-miss (default: per-word // 20)',
+  )
+
+
+def vocabulary_words(
+    args: argparse.Namespace,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+  """(unknown words, hard negatives) of the parsed dataset flags."""
+  if args.vocabulary < 0:
+    raise SystemExit(f'error: --vocabulary {args.vocabulary}, expected >= 0')
+  if not args.vocabulary:
+    return tuple(args.unknown_words), ()
+  # Imported here: wordfreq is only needed for a vocabulary.
+  from kws_jax.data import vocabulary  # pylint: disable=g-import-not-at-top
+  negatives = vocabulary.negative_vocabulary(args.words, args.vocabulary)
+  unknown = tuple(dict.fromkeys(list(args.unknown_words) +
+                                list(negatives.words)))
+  return unknown, negatives.all_near_misses()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
   parser = dataset_argument_parser(
       'Synthesize a Speech Commands-style dataset with eSpeak NG.', 400
@@ -567,14 +625,18 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument(
       '--workers', type=int, default=None, help='default: all cores'
   )
+  add_vocabulary_arguments(parser)
   args = parser.parse_args(argv)
+  unknown_words, hard_negatives = vocabulary_words(args)
   start = time.perf_counter()
   synthesize_dataset(
       args.out,
       args.words,
       args.per_word,
-      unknown_words=args.unknown_words,
+      unknown_words=unknown_words,
       per_unknown_word=args.per_unknown_word,
+      hard_negatives=hard_negatives,
+      per_hard_negative=args.per_near_miss,
       num_speakers=args.speakers,
       seed=args.seed,
       workers=args.workers,
