@@ -1,6 +1,8 @@
 """A long synthetic stream with keywords at known times, for streaming tests.
 
     python -m kws_jax.data.synth_stream --out stream.wav --minutes 10 --seed 0
+    python -m kws_jax.data.synth_stream --out negatives.wav --minutes 60 \
+        --keyword-probability 0 --vocabulary 5000   # keyword-free
 
 writes stream.wav (16 kHz mono) and stream.csv with one row per keyword:
 
@@ -16,7 +18,10 @@ stream, to within a sample (5 decimals). The stream is:
     0.5), an auxiliary word such as "tree" or "wow" (0.3) or a short filler
     sentence (0.2), each by a new random speaker at a peak level in
     [0.05, 0.8], so the signal-to-noise ratio varies by ~40 dB.
-The stream is a pure function of (minutes, seed, words).
+`StreamContent` changes what the events say: how often a keyword comes,
+keywords inside sentences, and a large vocabulary of distractor words
+(kws_jax.data.vocabulary), or no keyword at all.
+The stream is a pure function of (minutes, seed, words, content).
 """
 
 from __future__ import annotations
@@ -70,18 +75,62 @@ def noise_bed(
   return bed * level, level
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamContent:
+  """What the foreground events of a stream say.
+
+  Attributes:
+    keyword_probability: chance that an event is a keyword; the others are
+      a distractor word (3 in 5) or a sentence (2 in 5).
+    in_sentence_probability: chance that a keyword is said inside a short
+      sentence ("then yes we will"), its pieces spoken one after another by
+      the same speaker, 50-150 ms apart, rather than alone.
+    distractors: words said alone (default: synth.AUXILIARY_WORDS that are
+      not keywords).
+    sentence_words: what sentences are made of (default: synth.FILLER_WORDS).
+  """
+
+  keyword_probability: float = 0.5
+  in_sentence_probability: float = 0.0
+  distractors: tuple[str, ...] | None = None
+  sentence_words: tuple[str, ...] = synth.FILLER_WORDS
+
+  def __post_init__(self):
+    for name in ('keyword_probability', 'in_sentence_probability'):
+      value = getattr(self, name)
+      if not 0.0 <= value <= 1.0:
+        raise ValueError(f'{name}={value}, expected a probability in [0, 1]')
+    if self.distractors is not None and not self.distractors:
+      raise ValueError('distractors is empty; pass None for the default')
+    if not self.sentence_words:
+      raise ValueError('sentence_words is empty')
+
+
 def _random_utterance(
-    rng: np.random.Generator, words: Sequence[str], distractors: Sequence[str]
-) -> tuple[str | None, str]:
-  """(keyword or None, text to speak): a keyword (probability 0.5), an
-  auxiliary word (0.3) or a short filler sentence (0.2)."""
+    rng: np.random.Generator,
+    words: Sequence[str],
+    distractors: Sequence[str],
+    content: StreamContent,
+) -> tuple[str | None, list[str]]:
+  """(keyword or None, pieces of text to speak in turn).
+
+  With the default content: a keyword (probability 0.5), an auxiliary word
+  (0.3) or a short filler sentence (0.2), each one piece.
+  """
   kind = rng.uniform()
-  if kind < 0.5:
+  keyword = content.keyword_probability
+  if kind < keyword:
     word = str(rng.choice(words))
-    return word, word + synth.PUNCTUATION[rng.integers(len(synth.PUNCTUATION))]
-  if kind < 0.8:
-    return None, str(rng.choice(distractors))
-  return None, synth.random_sentence(rng, num_words=(2, 6))
+    punctuation = synth.PUNCTUATION[rng.integers(len(synth.PUNCTUATION))]
+    if content.in_sentence_probability and (
+        rng.uniform() < content.in_sentence_probability):
+      before = synth.random_sentence(rng, content.sentence_words, (1, 4))
+      after = synth.random_sentence(rng, content.sentence_words, (1, 4))
+      return word, [before[:-1], word, after]
+    return word, [word + punctuation]
+  if kind < keyword + (1 - keyword) * 0.6:
+    return None, [str(rng.choice(distractors))]
+  return None, [synth.random_sentence(rng, content.sentence_words, (2, 6))]
 
 
 def synthesize_stream(
@@ -91,15 +140,29 @@ def synthesize_stream(
     seed: int = 0,
     words: Sequence[str] = speech_commands.DEFAULT_WANTED_WORDS,
     labels_csv: str | os.PathLike | None = None,
+    content: StreamContent = StreamContent(),
     progress: bool = True,
 ) -> list[KeywordEvent]:
   """Writes the stream WAV and its ground-truth CSV (default: out_wav, .csv).
+
+  `content` says what the foreground events say; with keyword_probability
+  0 the stream is keyword-free (negatives for false-accept counts and
+  hard-negative mining) and its CSV has a header only.
 
   Returns:
     The keyword events, in time order, as written to the CSV.
   """
   if minutes <= 0:
     raise ValueError(f'minutes={minutes}, expected > 0')
+  if content.keyword_probability > 0 and not words:
+    raise ValueError('no keywords, but keyword_probability='
+                     f'{content.keyword_probability}')
+  for name in ('distractors', 'sentence_words'):
+    spoken = set(getattr(content, name) or ()) & set(words)
+    if spoken:
+      raise ValueError(
+          f'content.{name} holds keywords ({", ".join(sorted(spoken))}): '
+          'they would be said without a ground-truth row')
   out_wav = os.fspath(out_wav)
   if labels_csv is None:
     labels_csv = os.path.splitext(out_wav)[0] + '.csv'
@@ -111,7 +174,8 @@ def synthesize_stream(
   talker_rms = max(float(np.sqrt(np.mean(talker**2))), 1e-6)
   stream += talker * level * np.float32(rng.uniform(0.3, 1.0) / talker_rms)
 
-  distractors = [word for word in synth.AUXILIARY_WORDS if word not in words]
+  distractors = content.distractors or tuple(
+      word for word in synth.AUXILIARY_WORDS if word not in words)
   events = []
   position = int(rng.uniform(0.5, 2.0) * rate)
   with tqdm.tqdm(
@@ -122,22 +186,35 @@ def synthesize_stream(
   ) as bar:
     while True:
       speaker = synth.random_speaker(rng)
-      word, text = _random_utterance(rng, words, distractors)
-      speech = synth.speak_trimmed(
-          text,
-          speaker,
-          rate=speaker.rate,
-          pitch=speaker.pitch,
-          seed=int(rng.integers(2**31)),
-          max_samples=int(0.95 * audio.CLIP_SAMPLES) if word else None,
-      )
+      word, pieces = _random_utterance(rng, words, distractors, content)
+      parts, keyword_span = [], None
+      for text in pieces:
+        speech = synth.speak_trimmed(
+            text,
+            speaker,
+            rate=speaker.rate,
+            pitch=speaker.pitch,
+            seed=int(rng.integers(2**31)),
+            max_samples=int(0.95 * audio.CLIP_SAMPLES)
+            if text.rstrip(''.join(synth.PUNCTUATION)) == word else None,
+        )
+        if parts:  # A pause between the pieces of a sentence.
+          parts.append(np.zeros(int(rng.uniform(0.05, 0.15) * rate),
+                                np.float32))
+        offset = sum(len(part) for part in parts)
+        if keyword_span is None and text.rstrip(
+            ''.join(synth.PUNCTUATION)) == word:
+          keyword_span = (offset, offset + len(speech))
+        parts.append(speech)
+      speech = np.concatenate(parts)
       peak = np.exp(rng.uniform(np.log(0.05), np.log(0.8)))
       end = position + len(speech)
       if end > num_samples or len(speech) == 0:
         break
       stream[position:end] += speech * np.float32(peak / np.abs(speech).max())
       if word is not None:
-        events.append(KeywordEvent(word, position / rate, end / rate))
+        events.append(KeywordEvent(word, (position + keyword_span[0]) / rate,
+                                   (position + keyword_span[1]) / rate))
       position = end + int(rng.uniform(1.0, 3.0) * rate)
       bar.update(min(position, num_samples) // rate - bar.n)
 
@@ -177,10 +254,29 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument(
       '--words', nargs='+', default=list(speech_commands.DEFAULT_WANTED_WORDS)
   )
+  parser.add_argument(
+      '--keyword-probability', type=float, default=0.5,
+      help='chance that an event is a keyword; 0: a keyword-free stream')
+  parser.add_argument(
+      '--in-sentence-probability', type=float, default=0.0,
+      help='chance that a keyword is said inside a short sentence')
+  parser.add_argument(
+      '--vocabulary', type=int, default=0,
+      help='distractors and sentences from the N most frequent English '
+      'words without the keywords and their homophones (default: the '
+      'auxiliary and filler words)')
   args = parser.parse_args(argv)
+  content = StreamContent(args.keyword_probability,
+                          args.in_sentence_probability)
+  if args.vocabulary:
+    # Imported here: wordfreq is only needed for a vocabulary.
+    from kws_jax.data import vocabulary  # pylint: disable=g-import-not-at-top
+    words = vocabulary.negative_vocabulary(args.words, args.vocabulary).words
+    content = dataclasses.replace(content, distractors=words,
+                                  sentence_words=words)
   events = synthesize_stream(
-      args.out, args.minutes, seed=args.seed, words=args.words
-  )
+      args.out, args.minutes, seed=args.seed, words=args.words,
+      content=content)
   print(f'{args.out}: {args.minutes} min, {len(events)} keywords')
 
 
