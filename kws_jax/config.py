@@ -22,6 +22,11 @@ def default_config() -> ml_collections.ConfigDict:
       # placed at the end of the clip (context before the word).
       'foreground_duration_ms': 0.0,
       'wanted_words': 'yes,no,up,down,left,right,on,off,stop,go',
+      # Window banks (kws_jax.data.windows), comma-separated .npz paths:
+      # windows cut from streams and mined false accepts. This fraction of
+      # each training batch is drawn from them (0: none).
+      'window_banks': '',
+      'window_fraction': 0.0,
       'split_data': 1,  # 0: read pre-split training/ validation/ testing/
       'silence_percentage': 10.0,
       'unknown_percentage': 10.0,

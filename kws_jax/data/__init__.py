@@ -20,6 +20,7 @@ from kws_jax.data.audio import (
 from kws_jax.data.augment import (
     AudioAugmentation, SpecAugment, augment_batch, spec_augment,
 )
+from kws_jax.data import windows
 from kws_jax.data.pipeline import eval_batches, num_eval_batches, train_batches
 from kws_jax.data.speech_commands import (
     DEFAULT_WANTED_WORDS, SILENCE_INDEX, SILENCE_LABEL, UNKNOWN_INDEX,
@@ -32,5 +33,5 @@ __all__ = [
     'SILENCE_LABEL', 'SpecAugment', 'SpeechCommands', 'UNKNOWN_INDEX',
     'UNKNOWN_LABEL', 'augment_batch', 'eval_batches', 'load_speech_commands',
     'num_eval_batches', 'read_clip', 'read_wav', 'spec_augment',
-    'train_batches', 'which_set', 'write_wav',
+    'train_batches', 'which_set', 'windows', 'write_wav',
 ]

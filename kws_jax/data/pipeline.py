@@ -24,6 +24,13 @@ training, after the background noise the augmentation mixes over the whole
 clip). A model that needs context before a word (the speech embedding heads
 see 2 s) thus sees the word end where its window ends, as in a stream.
 
+Window banks (kws_jax.data.windows): with `windows` and `window_fraction`,
+the last round(B * window_fraction) rows of each training batch are windows
+of the bank, drawn from (seed, step) and labelled with their word (a word
+that is not a label trains _unknown_); they are clip-long already and not
+augmented (they carry the stream's own noise). The other rows come from the
+dataset as above, with B reduced accordingly.
+
 Evaluation batches cover a split exactly once, in order, never augmented; the
 last one is padded with weight-0 rows, so that
     sum(weight * correct) / sum(weight)
@@ -48,12 +55,14 @@ import numpy as np
 from kws_jax.data import audio
 from kws_jax.data import augment
 from kws_jax.data import speech_commands
+from kws_jax.data import windows as windows_lib
 
 Batch = dict[str, np.ndarray]
 
 DEFAULT_AUGMENTATION = augment.AudioAugmentation()  # kws_streaming's defaults.
 # Independent random streams derived from the seed.
-_EPOCH_STREAM, _AUGMENT_STREAM, _SPEC_AUGMENT_STREAM = 0, 1, 2
+_EPOCH_STREAM, _AUGMENT_STREAM, _SPEC_AUGMENT_STREAM, _WINDOW_STREAM = (
+    0, 1, 2, 3)
 
 
 def default_num_threads() -> int:
@@ -156,10 +165,14 @@ def train_batch(
     clip_samples: int = audio.CLIP_SAMPLES,
     sample_rate: int = audio.SAMPLE_RATE,
     foreground_samples: int | None = None,
+    windows: windows_lib.WindowBank | None = None,
+    window_fraction: float = 0.0,
 ) -> Batch:
   """The training batch of step `step`: a pure function of its arguments."""
   examples = dataset.split('training')
-  indices = train_example_indices(len(examples), batch_size, seed, step)
+  num_windows = window_rows(batch_size, windows, window_fraction)
+  indices = train_example_indices(len(examples), batch_size - num_windows,
+                                  seed, step)
   rows = [examples[index] for index in indices]
   foreground = _foreground(clip_samples, foreground_samples)
   clips, readable = _load_examples(rows, foreground, sample_rate)
@@ -175,12 +188,43 @@ def train_batch(
       'label': np.array([example.label for example in rows], np.int32),
       'weight': readable.astype(np.float32),
   }
+  if num_windows:
+    rng = np.random.default_rng([seed, _WINDOW_STREAM, step])
+    chosen = np.sort(rng.integers(len(windows), size=num_windows))
+    index = {label: i for i, label in enumerate(dataset.labels)}
+    batch = {
+        'audio': np.concatenate([clips, windows.float_audio(chosen)]),
+        'label': np.concatenate([batch['label'], np.array(
+            [index.get(windows.words[row], speech_commands.UNKNOWN_INDEX)
+             for row in chosen], np.int32)]),
+        'weight': np.concatenate([batch['weight'],
+                                  np.ones(num_windows, np.float32)]),
+    }
   if spec_augment is not None:
     rng = np.random.default_rng([seed, _SPEC_AUGMENT_STREAM, step])
     batch['time_mask'], batch['frequency_mask'] = augment.spec_augment_masks(
         rng, batch_size, *feature_shape, spec_augment
     )
   return batch
+
+
+def window_rows(batch_size: int, windows: windows_lib.WindowBank | None,
+                window_fraction: float) -> int:
+  """Rows of each training batch drawn from the window bank.
+
+  Raises:
+    ValueError: a fraction outside [0, 1), or one without a (non-empty)
+      bank.
+  """
+  if not 0.0 <= window_fraction < 1.0:
+    raise ValueError(f'window_fraction={window_fraction}, expected a fraction '
+                     'in [0, 1)')
+  if window_fraction and (windows is None or not len(windows)):
+    raise ValueError(f'window_fraction={window_fraction} but no window bank '
+                     '(or an empty one) to draw from')
+  if windows is None:
+    return 0
+  return min(batch_size - 1, int(round(batch_size * window_fraction)))
 
 
 def _prefetch(
@@ -235,6 +279,8 @@ def train_batches(
     clip_samples: int = audio.CLIP_SAMPLES,
     sample_rate: int = audio.SAMPLE_RATE,
     foreground_samples: int | None = None,
+    windows: windows_lib.WindowBank | None = None,
+    window_fraction: float = 0.0,
     num_threads: int | None = None,
     prefetch: int = 4,
 ) -> Iterator[Batch]:
@@ -252,6 +298,8 @@ def train_batches(
     clip_samples, sample_rate: Clip length and rate of "audio".
     foreground_samples: Length files are fit to before they are placed at
       the end of the clip (default: clip_samples); see the module docstring.
+    windows, window_fraction: A window bank and the fraction of each batch
+      drawn from it (see the module docstring).
     num_threads: Loader threads (default: all cores).
     prefetch: Batches computed ahead of the consumer.
   """
@@ -263,6 +311,13 @@ def train_batches(
     raise ValueError('spec_augment and feature_shape must be given together')
   if not dataset.split('training'):
     raise ValueError(f'the training split of {dataset.data_dir} is empty')
+  window_rows(batch_size, windows, window_fraction)  # checks the settings
+  if windows is not None and windows.window_samples != clip_samples:
+    raise ValueError(f'window bank of {windows.window_samples}-sample '
+                     f'windows, expected clip_samples={clip_samples}')
+  if windows is not None and windows.sample_rate != sample_rate:
+    raise ValueError(f'window bank at {windows.sample_rate} Hz, expected '
+                     f'{sample_rate} Hz')
   noise = (
       load_background_noise(dataset, sample_rate, clip_samples)
       if augmentation is not None
@@ -280,6 +335,8 @@ def train_batches(
       clip_samples=clip_samples,
       sample_rate=sample_rate,
       foreground_samples=_foreground(clip_samples, foreground_samples),
+      windows=windows,
+      window_fraction=window_fraction,
   )
   steps = (
       itertools.count(start_step)
