@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kws_jax.models import Model
+from kws_jax.models import Model, streaming
 
 
 class StreamingRunner(Protocol):
@@ -66,19 +66,8 @@ def read_labels(workdir: str, count: int) -> tuple[str, ...]:
 def _step(model: Model, params: Any, state: Any, block: jax.Array
           ) -> tuple[Any, jax.Array]:
   """One model step on ``block [1, block_samples]``: logits ``[labels]``."""
-  if model.preprocess == 'raw':
-    state, logits = model.step(params, state, block)
-    return state, logits[0, 0]
-  frontend_state, net_state = state
-  stride = model.frontend.stride_samples
-  features = []
-  for i in range(model.block_size):  # feature frames per network step
-    frontend_state, frame = model.frontend.step(
-        {}, frontend_state, block[:, i * stride:(i + 1) * stride])
-    features.append(frame)
-  net_state, logits = model.step(params, net_state,
-                                 jnp.concatenate(features, axis=1))
-  return (frontend_state, net_state), logits[0, 0]
+  state, logits = streaming.audio_step(model, params, state, block)
+  return state, logits[0]
 
 
 class JaxRunner:
@@ -101,10 +90,7 @@ class JaxRunner:
     self.params = jax.device_put(params, self._device)
     self.labels = tuple(labels)
     self.sample_rate = model.frontend.sample_rate
-    if model.preprocess == 'raw':
-      self.block_samples = model.block_size
-    else:
-      self.block_samples = model.frontend.stride_samples * model.block_size
+    self.block_samples = streaming.block_samples(model)
     self.reset()
 
   @classmethod
@@ -120,10 +106,8 @@ class JaxRunner:
     return cls(model, params, read_labels(workdir, model.label_count))
 
   def reset(self) -> None:
-    state = self.model.init_state(1)
-    if self.model.preprocess == 'mfcc':
-      state = (self.model.frontend.init_state(1), state)
-    self._state = jax.device_put(state, self._device)
+    self._state = jax.device_put(streaming.init_audio_state(self.model, 1),
+                                 self._device)
 
   def __call__(self, block: np.ndarray) -> np.ndarray:
     block = np.asarray(block)
