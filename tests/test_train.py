@@ -195,7 +195,7 @@ def test_checkpoint_round_trip_and_best(tmp_path):
                                 np.full((3, 2), 3.0))
   assert isinstance(restored['opt_state'], tuple)
   best = checkpoints.restore_best(_state(0))
-  assert int(best['step']) == 2 and checkpoints.best_accuracy == 0.7
+  assert int(best['step']) == 2 and checkpoints.best_score == 0.7
   assert sorted(os.listdir(tmp_path / 'last')) == ['2', '3']
 
 

@@ -240,6 +240,21 @@ class Smoother:
     return self._rows[:filled].mean(axis=0)
 
 
+def smooth_posteriors(posteriors: np.ndarray, window: int) -> np.ndarray:
+  """What ``Smoother(window, labels)`` gives for each row, all rows at once.
+
+  ``posteriors`` float ``[rows, labels]`` -> float32 ``[rows, labels]``: the
+  mean of the last ``window`` rows (of the rows so far at the start).
+  """
+  if window < 1:
+    raise ValueError(f'smoothing window of {window} rows, expected >= 1')
+  total = np.cumsum(np.asarray(posteriors, np.float64), axis=0)
+  shifted = np.zeros_like(total)
+  shifted[window:] = total[:-window]
+  counts = np.minimum(np.arange(1, len(total) + 1), window)[:, None]
+  return ((total - shifted) / counts).astype(np.float32)
+
+
 @dataclasses.dataclass
 class TriggerState:
   """What ``trigger`` carries from one call to the next.

@@ -49,6 +49,7 @@ from kws_jax.frontend import MfccFrontend
 from kws_jax.models import Model, build_model
 from kws_jax.train import load_run
 from kws_jax.train.loop import load_dataset
+from kws_jax.train.workdir import OPERATING_POINT_FILE
 
 MANIFEST_FORMAT = 1
 # TFLite folder -> (file, form, quantization).
@@ -212,7 +213,7 @@ def export_run(workdir: str, out_dir: str | None = None, *,
   with open(os.path.join(workdir, 'labels.txt'), encoding='utf-8') as f:
     label_names = f.read().split()
   manifest = _manifest(config, model, label_names, results, jax_accuracy,
-                       parity, len(labels))
+                       parity, len(labels), _operating_point(workdir))
   _write(os.path.join(out_dir, 'manifest.json'),
          json.dumps(manifest, indent=2) + '\n')
   say(f'exported to {out_dir} in {time.time() - started:.0f} s; float '
@@ -288,12 +289,50 @@ def _streaming_parity(model: Model, params: Any, inputs: np.ndarray,
   return diff
 
 
+def _operating_point(workdir: str) -> dict[str, Any] | None:
+  """``workdir/operating_point.json``: the detector settings chosen for a
+  target false-accept rate on validation streams (kws_jax.wakeword), if any."""
+  path = os.path.join(workdir, OPERATING_POINT_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding='utf-8') as file:
+    return json.load(file)
+
+
+def _detection(point: dict[str, Any] | None) -> dict[str, Any]:
+  """The manifest's detector settings: the run's operating point if it has
+  one (and reached its target), else the detector's defaults."""
+  from kws_jax.detect import detector  # pylint: disable=g-import-not-at-top
+  rule = ('posterior = softmax(logits), averaged over smoothing_ms; a keyword '
+          'fires when it rises to threshold, then that keyword does not fire '
+          'again for refractory_ms (another may).')
+  if point is None or point.get('threshold') is None:
+    return {
+        'smoothing_ms': detector.DEFAULT_SMOOTHING_MS,
+        'threshold': detector.DEFAULT_THRESHOLD,
+        'refractory_ms': detector.DEFAULT_REFRACTORY_MS,
+        'note': rule + ' Defaults: pick the threshold from the DET curve of '
+                'python -m kws_jax.detect --labels-csv.',
+    }
+  return {
+      'smoothing_ms': point['smoothing_ms'],
+      'threshold': point['threshold'],
+      'refractory_ms': point['refractory_ms'],
+      'target_fa_per_hour': point['target_fa_per_hour'],
+      'validation': {key: point[key] for key in (
+          'frr', 'fa_per_hour', 'validation_hours', 'validation_streams')},
+      'note': rule + ' The threshold is the one of the lowest FRR within '
+              'target_fa_per_hour on the validation streams, at the chosen '
+              'checkpoint.',
+  }
+
+
 def _manifest(config, model: Model, labels: list[str],
               results: dict[str, Any], jax_accuracy: dict[str, float],
-              parity: float, clips: int) -> dict[str, Any]:
+              parity: float, clips: int,
+              operating_point: dict[str, Any] | None = None) -> dict[str, Any]:
   states = [dict(s.as_dict(), signature_name=savedmodel.state_key(s))
             for s in forms.state_specs(model)]
-  from kws_jax.detect import detector  # pylint: disable=g-import-not-at-top
   frontend = dataclasses.asdict(model.frontend)
   return {
       'format': MANIFEST_FORMAT,
@@ -325,14 +364,5 @@ def _manifest(config, model: Model, labels: list[str],
       'tflite': results,
       'accuracy_test_split': {'clips': clips, 'jax': jax_accuracy},
       'streaming_parity_max_abs_logit_diff': parity,
-      'detection': {
-          'smoothing_ms': detector.DEFAULT_SMOOTHING_MS,
-          'threshold': detector.DEFAULT_THRESHOLD,
-          'refractory_ms': detector.DEFAULT_REFRACTORY_MS,
-          'note': 'posterior = softmax(logits), averaged over smoothing_ms; '
-                  'a keyword fires when it rises to threshold, then that '
-                  'keyword does not fire again for refractory_ms (another '
-                  'may). Pick the threshold from the '
-                  'DET curve of python -m kws_jax.detect --labels-csv.',
-      },
+      'detection': _detection(operating_point),
   }

@@ -4,6 +4,9 @@
 """
 
 from kws_jax.train.checkpoints import load_run
-from kws_jax.train.loop import Evaluation, evaluate, train_and_evaluate
+from kws_jax.train.loop import (
+    Evaluation, Selection, Selector, evaluate, train_and_evaluate,
+)
 
-__all__ = ['Evaluation', 'evaluate', 'load_run', 'train_and_evaluate']
+__all__ = ['Evaluation', 'Selection', 'Selector', 'evaluate', 'load_run',
+           'train_and_evaluate']

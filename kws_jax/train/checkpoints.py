@@ -2,8 +2,9 @@
 
 Both are orbax ``CheckpointManager`` directories under ``workdir/checkpoints``:
 ``last/<step>`` keeps the ``max_to_keep`` most recent train states and
-``best/<step>`` the one with the highest validation accuracy (ties go to the
-later step, as in kws_streaming). Orbax writes a checkpoint into a temporary
+``best/<step>`` the one with the highest validation score (ties go to the
+later step, as in kws_streaming): the validation accuracy, or what the
+run's selection says (e.g. the FRR at a target false-accept rate). Orbax writes a checkpoint into a temporary
 directory and renames it when complete, so a run killed while saving leaves
 the previous checkpoints intact; a checkpoint that cannot be read back is
 skipped with a warning in favour of the one before it.
@@ -11,6 +12,7 @@ skipped with a warning in favour of the one before it.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from typing import Any
@@ -19,6 +21,12 @@ import jax
 import orbax.checkpoint as ocp
 
 State = dict[str, Any]
+
+
+def _score(metrics: dict[str, float]) -> float:
+  # Runs saved before scores were general stored 'validation_accuracy'.
+  return float(metrics.get('score', metrics.get('validation_accuracy',
+                                                -math.inf)))
 
 
 class Checkpoints:
@@ -38,16 +46,14 @@ class Checkpoints:
 
     self._last = manager('last', max_to_keep=max_to_keep)
     self._best = manager('best', max_to_keep=1,
-                         best_fn=lambda m: m['validation_accuracy'],
-                         best_mode='max')
-    self.best_accuracy = self._best_accuracy()
+                         best_fn=_score, best_mode='max')
+    self.best_score = self._best_score()
 
-  def _best_accuracy(self) -> float:
+  def _best_score(self) -> float:
     step = self._best.latest_step()
     if step is None:
-      return -1.0
-    metrics = self._best.metrics(step) or {}
-    return float(metrics.get('validation_accuracy', -1.0))
+      return -math.inf
+    return _score(self._best.metrics(step) or {})
 
   @property
   def best_step(self) -> int | None:
@@ -62,23 +68,23 @@ class Checkpoints:
     if step not in self._last.all_steps():
       self._last.save(step, args=ocp.args.StandardSave(state))
 
-  def offer_best(self, state: State, validation_accuracy: float) -> bool:
-    """Keeps ``state`` as the best if its accuracy is at least the best's."""
-    if validation_accuracy < self.best_accuracy:
+  def offer_best(self, state: State, score: float) -> bool:
+    """Keeps ``state`` as the best if its score is at least the best's."""
+    if score < self.best_score:
       return False
     step = int(state['step'])
     if step in self._best.all_steps():
       self._best.delete(step)
     self._best.save(step, args=ocp.args.StandardSave(state),
-                    metrics={'validation_accuracy': float(validation_accuracy)})
-    self.best_accuracy = float(validation_accuracy)
+                    metrics={'score': float(score)})
+    self.best_score = float(score)
     return True
 
   def discard_after(self, step: int) -> None:
     """Drops best checkpoints newer than ``step`` (the run resumes from it)."""
     for newer in [s for s in self._best.all_steps() if s > step]:
       self._best.delete(newer)
-    self.best_accuracy = self._best_accuracy()
+    self.best_score = self._best_score()
 
   def restore_last(self, target: State) -> State | None:
     """The newest readable state of ``last/``, or None if there is none."""

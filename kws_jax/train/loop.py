@@ -14,6 +14,7 @@ import dataclasses
 import os
 import shutil
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -36,6 +37,27 @@ class Evaluation:
   accuracy: float
   loss: float
   confusion: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+  """What a run's checkpoint selection makes of one evaluation.
+
+  Attributes:
+    score: higher is better; the best checkpoint has the highest (ties go to
+      the later step).
+    scalars: logged as the split 'selection' of metrics.jsonl.
+    text: one line for the progress output.
+  """
+
+  score: float
+  scalars: dict[str, float]
+  text: str
+
+
+# (params, validation accuracy) -> Selection. Without one, the best
+# checkpoint is the one of the highest validation accuracy.
+Selector = Callable[[Any, float], Selection]
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -61,6 +83,17 @@ def load_dataset(config: ml_collections.ConfigDict) -> data.SpeechCommands:
       validation_percentage=cfg.validation_percentage,
       testing_percentage=cfg.testing_percentage,
       split_data=bool(cfg.split_data))
+
+
+def load_window_banks(config: ml_collections.ConfigDict
+                      ) -> data.windows.WindowBank | None:
+  """The banks of ``config.data.window_banks`` as one, or None."""
+  paths = [p.strip() for p in config.data.get('window_banks', '').split(',')
+           if p.strip()]
+  if not paths:
+    return None
+  return data.windows.concatenate(
+      [data.windows.load_bank(path) for path in paths])
 
 
 def evaluate(eval_step, params: Any, dataset: data.SpeechCommands, split: str,
@@ -113,7 +146,8 @@ def _clear_run(workdir: str) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        overwrite: bool = False,
-                       progress: bool = True) -> dict[str, Any]:
+                       progress: bool = True,
+                       selector: Selector | None = None) -> dict[str, Any]:
   """Trains, evaluates and writes the run's artifacts to ``workdir``.
 
   Args:
@@ -122,10 +156,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       with the same config is resumed, one with another config is refused.
     overwrite: delete a previous run in ``workdir`` and start fresh.
     progress: show a tqdm progress bar.
+    selector: chooses the best checkpoint at each evaluation (default: the
+      validation accuracy); e.g. the FRR at a target false-accept rate on
+      validation streams (``kws_jax.wakeword.selection``).
 
   Returns:
     ``test_accuracy`` (best weights), ``test_accuracy_last``,
-    ``best_validation_accuracy``, ``best_step``, ``steps`` and ``workdir``.
+    ``best_validation_accuracy``, ``best_score``, ``best_step``, ``steps``
+    and ``workdir``.
   """
   # Everything a config can get wrong fails here, before data and compiling.
   check_config(config)
@@ -179,11 +217,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   audio_augmentation, spec_augment, feature_shape = _augmentation(config,
                                                                   model)
+  window_bank = load_window_banks(config)
+  if window_bank is not None:
+    _print(f'window banks: {len(window_bank)} windows '
+           f'({window_bank.counts()}), {config.data.window_fraction:.0%} of '
+           'each batch')
   batches = data.train_batches(
       dataset, config.train.batch_size, seed=config.train.seed,
       start_step=start, num_steps=num_steps - start,
       augmentation=audio_augmentation, spec_augment=spec_augment,
       feature_shape=feature_shape,
+      windows=window_bank,
+      window_fraction=config.data.get('window_fraction', 0.0),
       num_threads=config.data.num_threads or None,
       **kws_config.clip_layout(config))
   eval_interval = config.train.eval_step_interval
@@ -216,12 +261,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         scalars = {'accuracy': result.accuracy, 'loss': result.loss}
         log.append(done, 'validation', scalars)
         board.scalars('validation', done, scalars)
-        improved = checkpoints.offer_best(state, result.accuracy)
+        if selector is None:
+          chosen = Selection(result.accuracy, {},
+                             f'{result.accuracy:.2%} validation accuracy')
+        else:
+          chosen = selector(state['params'], result.accuracy)
+          log.append(done, 'selection', {'score': chosen.score,
+                                         **chosen.scalars})
+        best_step = checkpoints.best_step
+        improved = checkpoints.offer_best(state, chosen.score)
         bar.write(f'step {done}: validation accuracy {result.accuracy:.2%}, '
                   f'loss {result.loss:.4f}'
+                  + ('' if selector is None else f'; {chosen.text}')
                   + (' (best so far)' if improved else
-                     f' (best {checkpoints.best_accuracy:.2%} at step '
-                     f'{checkpoints.best_step})'))
+                     f' (best at step {best_step})'))
       if done % checkpoint_every == 0 or done == num_steps:
         checkpoints.save_last(state)
   finally:
@@ -246,19 +299,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       os.path.join(workdir, 'confusion_matrix.png'),
       f'{model.name}: test accuracy {best.accuracy:.2%} (best weights, step '
       f'{int(best_state["step"])})')
+  best_validation = _validation_accuracy(log.rows, int(best_state['step']))
   _print(f'test accuracy {best.accuracy:.2%} with the best weights (step '
          f'{int(best_state["step"])}, validation '
-         f'{checkpoints.best_accuracy:.2%}), {last.accuracy:.2%} with the last; '
+         f'{best_validation:.2%}), {last.accuracy:.2%} with the last; '
          f'{num_steps - start} steps in {seconds:.0f} s. Artifacts in '
          f'{workdir}')
   return {
       'test_accuracy': best.accuracy,
       'test_accuracy_last': last.accuracy,
-      'best_validation_accuracy': checkpoints.best_accuracy,
+      'best_validation_accuracy': best_validation,
+      'best_score': checkpoints.best_score,
       'best_step': int(best_state['step']),
       'steps': num_steps,
       'workdir': workdir,
   }
+
+
+def _validation_accuracy(rows: list[dict[str, Any]], step: int) -> float:
+  """The validation accuracy logged at ``step`` (NaN if none was)."""
+  for row in reversed(rows):
+    if row['step'] == step and row['split'] == 'validation':
+      return float(row['accuracy'])
+  return float('nan')
 
 
 def _print(message: str) -> None:

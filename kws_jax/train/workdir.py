@@ -20,6 +20,9 @@ from kws_jax.atomic import atomic_write
 
 # Fields that may change between the runs of one workdir: they do not change
 # what is computed.
+# The detector settings a run was selected for (kws_jax.wakeword writes it,
+# export puts it into the manifest).
+OPERATING_POINT_FILE = 'operating_point.json'
 RESUMABLE_FIELDS = ('data.num_threads', 'train.log_every', 'train.max_to_keep')
 
 
