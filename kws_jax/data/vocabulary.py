@@ -27,8 +27,10 @@ and above all from the ones that sound alike. This module gives both:
 
 Why extensions are left out: trained as `_unknown_`, "stopped" teaches the
 model that "stop" followed by speech is not "stop", which is what the
-keyword said inside a sentence sounds like. Measured on the built-in set
-(experiments/RESULTS.md), leaving them out raised keyword accuracy.
+keyword said inside a sentence sounds like. Measured with
+experiments/head_study.py (experiments/RESULTS.md): leaving them out raised
+keyword accuracy (73.0% -> 74.3%) and lowered the stream FRR at 1% false
+windows (91% -> 87%).
 """
 
 from __future__ import annotations
