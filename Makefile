@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/data_speed.py
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/export_speed.py
+	$(BIN)/python benchmarks/stream_eval_speed.py
 
 clean-venv:
 	rm -rf $(VENV)

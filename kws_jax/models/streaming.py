@@ -112,7 +112,8 @@ def stream_logits(model: Model, params: Any, audio: np.ndarray, *,
   zeros, as the detector's ``blocks`` does. The recording is cut into
   segments of ``segment_steps`` steps, each after the first preceded by
   ``warmup_steps(model)`` steps of the audio before it, and ``batch_size``
-  segments are scanned at a time (one compiled shape).
+  segments are scanned at a time (one compiled shape; fewer when the
+  recording has fewer segments).
 
   Raises:
     ValueError: audio that is not 1-D, empty or not finite; segment_steps or
@@ -134,6 +135,7 @@ def stream_logits(model: Model, params: Any, audio: np.ndarray, *,
   # the warm-up before them; the first segment's warm-up slots are its own
   # first steps, so every segment has warmup + segment_steps steps.
   num_segments = max(1, math.ceil((steps - warmup) / segment_steps))
+  batch_size = min(batch_size, num_segments)  # no padding segments to scan
   length = (warmup + segment_steps) * size
   padded = np.zeros(num_segments * segment_steps * size + length, np.float32)
   padded[:len(audio)] = audio
