@@ -56,6 +56,8 @@ from kws_jax import config as kws_config
 from kws_jax.atomic import atomic_write
 from kws_jax.data import windows as windows_lib
 from kws_jax.detect import metrics
+from kws_jax.detect.detector import DEFAULT_SMOOTHING_MS
+from kws_jax.detect.runners import read_labels
 from kws_jax.models import build_model
 from kws_jax.train import load_run, train_and_evaluate
 from kws_jax.wakeword import mining, selection
@@ -118,21 +120,16 @@ def mined_bank(path: str, workdir: str) -> None:
   if os.path.exists(path):
     return
   config, model, params = load_run(workdir, 'best')
-  labels = read_labels(workdir)
+  labels = read_labels(workdir, model.label_count)
   point = selection.read_operating_point(workdir) or {}
   bank, false_accepts = mining.mine(
       model, params, labels, streams_lib.load_streams(MINING_STREAMS),
       threshold=MINING_THRESHOLD,
       window_samples=kws_config.clip_layout(config)['clip_samples'],
-      smoothing_ms=point.get('smoothing_ms', 300.0), progress=True)
+      smoothing_ms=point.get('smoothing_ms', DEFAULT_SMOOTHING_MS), progress=True)
   windows_lib.save_bank(path, bank)
   print(f'{path}: {false_accepts} false accepts at {MINING_THRESHOLD}, '
         f'{len(bank)} windows', flush=True)
-
-
-def read_labels(workdir: str) -> list[str]:
-  with open(os.path.join(workdir, 'labels.txt'), encoding='utf-8') as file:
-    return [line.strip() for line in file if line.strip()]
 
 
 def train(name: str, runs_dir: str, banks_dir: str) -> str:
@@ -158,7 +155,7 @@ def evaluate(name: str, workdir: str, streams) -> dict:
       return json.load(file)
   _, model, params = load_run(workdir, 'best')
   started = time.perf_counter()
-  points = streams_lib.evaluate(model, params, read_labels(workdir), streams,
+  points = streams_lib.evaluate(model, params, read_labels(workdir, model.label_count), streams,
                                 progress=True)
   seconds = time.perf_counter() - started
   out = os.path.dirname(path)
