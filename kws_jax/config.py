@@ -8,6 +8,8 @@ Defaults and flag names are kws_streaming's (``train/base_parser.py``).
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 
@@ -45,6 +47,24 @@ def default_config() -> ml_collections.ConfigDict:
       'frequency_masks_number': 2,
       'frequency_mask_max_size': 5,
       'num_threads': 0,  # loader threads; 0: one per core
+  })
+  # Real-world acoustics of the training clips (kws_jax.data.acoustics):
+  # rooms, background noise at an SNR (in place of background_volume),
+  # microphones, telephone lines, gain and clipping. 0: kws_streaming's
+  # augmentation only.
+  config.acoustics = ml_collections.ConfigDict({
+      'enabled': 0,
+      'rooms': 300,  # simulated once, cached in rooms_path
+      'rooms_seed': 0,
+      'rooms_path': '',  # '': data/rooms/rooms_<rooms>_seed<rooms_seed>.npz
+      'room_probability': 0.5,
+      'noise_probability': 0.8,
+      'snr_db_low': 0.0,
+      'snr_db_high': 20.0,
+      'microphone_probability': 0.5,
+      'telephone_probability': 0.1,
+      'gain_db_low': -12.0,
+      'gain_db_high': 6.0,
   })
   # Feature extraction: kws_streaming's `mfcc_tf` (see kws_jax.frontend).
   config.frontend = ml_collections.ConfigDict({
@@ -91,6 +111,13 @@ def default_config() -> ml_collections.ConfigDict:
       'log_every': 10,  # TensorBoard / metrics.jsonl rows
   })
   return config
+
+
+def rooms_path(config: ml_collections.ConfigDict) -> str:
+  """Where the room bank of ``config.acoustics`` is cached."""
+  cfg = config.acoustics
+  return cfg.rooms_path or os.path.join(
+      'data', 'rooms', f'rooms_{cfg.rooms}_seed{cfg.rooms_seed}.npz')
 
 
 def clip_layout(config: ml_collections.ConfigDict) -> dict[str, int | None]:

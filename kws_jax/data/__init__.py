@@ -10,6 +10,8 @@ The modules with a command line are imported by name, so that
 `python -m kws_jax.data.<module>` runs them cleanly:
   kws_jax.data.synth         synthesize_dataset: eSpeak NG keyword dataset;
   kws_jax.data.synth_stream  synthesize_stream: long stream + ground truth;
+  kws_jax.data.render_acoustics  rooms, noise and channels over streams and
+                             datasets (evaluation in rooms never heard);
   kws_jax.data.download      download_speech_commands: v0.01 / v0.02.
 """
 
@@ -20,6 +22,7 @@ from kws_jax.data.audio import (
 from kws_jax.data.augment import (
     AudioAugmentation, SpecAugment, augment_batch, spec_augment,
 )
+from kws_jax.data import acoustics
 from kws_jax.data import windows
 from kws_jax.data.pipeline import eval_batches, num_eval_batches, train_batches
 from kws_jax.data.speech_commands import (
@@ -28,7 +31,7 @@ from kws_jax.data.speech_commands import (
 )
 
 __all__ = [
-    'AudioAugmentation', 'AudioConversionWarning', 'AudioFileError',
+    'AudioAugmentation', 'AudioConversionWarning', 'acoustics', 'AudioFileError',
     'CLIP_SAMPLES', 'DEFAULT_WANTED_WORDS', 'SAMPLE_RATE', 'SILENCE_INDEX',
     'SILENCE_LABEL', 'SpecAugment', 'SpeechCommands', 'UNKNOWN_INDEX',
     'UNKNOWN_LABEL', 'augment_batch', 'eval_batches', 'load_speech_commands',

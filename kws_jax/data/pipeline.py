@@ -31,6 +31,13 @@ that is not a label trains _unknown_); they are clip-long already and not
 augmented (they carry the stream's own noise). The other rows come from the
 dataset as above, with B reduced accordingly.
 
+Real-world acoustics (kws_jax.data.acoustics): with `acoustics`, the
+dataset rows go through kws_streaming's stretch, volume and time shift as
+above but not its background mix; `acoustics` then puts them in a room of
+`rooms`, adds the background noise recordings at an SNR, and colours them
+with a microphone or a telephone line, drawn from (seed, step) on a stream
+of their own.
+
 Evaluation batches cover a split exactly once, in order, never augmented; the
 last one is padded with weight-0 rows, so that
     sum(weight * correct) / sum(weight)
@@ -52,6 +59,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from kws_jax.data import acoustics as acoustics_lib
 from kws_jax.data import audio
 from kws_jax.data import augment
 from kws_jax.data import speech_commands
@@ -61,8 +69,8 @@ Batch = dict[str, np.ndarray]
 
 DEFAULT_AUGMENTATION = augment.AudioAugmentation()  # kws_streaming's defaults.
 # Independent random streams derived from the seed.
-_EPOCH_STREAM, _AUGMENT_STREAM, _SPEC_AUGMENT_STREAM, _WINDOW_STREAM = (
-    0, 1, 2, 3)
+(_EPOCH_STREAM, _AUGMENT_STREAM, _SPEC_AUGMENT_STREAM, _WINDOW_STREAM,
+ _ACOUSTICS_STREAM) = range(5)
 
 
 def default_num_threads() -> int:
@@ -167,6 +175,8 @@ def train_batch(
     foreground_samples: int | None = None,
     windows: windows_lib.WindowBank | None = None,
     window_fraction: float = 0.0,
+    acoustics: acoustics_lib.Acoustics | None = None,
+    rooms: acoustics_lib.RoomBank | None = None,
 ) -> Batch:
   """The training batch of step `step`: a pure function of its arguments."""
   examples = dataset.split('training')
@@ -179,10 +189,14 @@ def train_batch(
   is_silence = np.array([example.path is None for example in rows])
   if augmentation is not None:
     rng = np.random.default_rng([seed, _AUGMENT_STREAM, step])
-    clips = augment.augment_batch(clips, is_silence, noise, rng, augmentation,
-                                  window_samples=clip_samples)
+    clips = augment.augment_batch(
+        clips, is_silence, noise if acoustics is None else [], rng, augmentation,
+        window_samples=clip_samples)
   elif foreground < clip_samples:
     clips = np.pad(clips, ((0, 0), (clip_samples - foreground, 0)))
+  if acoustics is not None:
+    rng = np.random.default_rng([seed, _ACOUSTICS_STREAM, step])
+    clips = acoustics.augment(clips, is_silence, noise, rng, rooms)
   batch = {
       'audio': clips,
       'label': np.array([example.label for example in rows], np.int32),
@@ -281,6 +295,8 @@ def train_batches(
     foreground_samples: int | None = None,
     windows: windows_lib.WindowBank | None = None,
     window_fraction: float = 0.0,
+    acoustics: acoustics_lib.Acoustics | None = None,
+    rooms: acoustics_lib.RoomBank | None = None,
     num_threads: int | None = None,
     prefetch: int = 4,
 ) -> Iterator[Batch]:
@@ -300,6 +316,8 @@ def train_batches(
       the end of the clip (default: clip_samples); see the module docstring.
     windows, window_fraction: A window bank and the fraction of each batch
       drawn from it (see the module docstring).
+    acoustics, rooms: Real-world acoustics for the dataset rows and the room
+      responses it draws from (see the module docstring).
     num_threads: Loader threads (default: all cores).
     prefetch: Batches computed ahead of the consumer.
   """
@@ -318,9 +336,12 @@ def train_batches(
   if windows is not None and windows.sample_rate != sample_rate:
     raise ValueError(f'window bank at {windows.sample_rate} Hz, expected '
                      f'{sample_rate} Hz')
+  if acoustics is not None and acoustics.sample_rate != sample_rate:
+    raise ValueError(f'acoustics at {acoustics.sample_rate} Hz, expected '
+                     f'{sample_rate} Hz')
   noise = (
       load_background_noise(dataset, sample_rate, clip_samples)
-      if augmentation is not None
+      if augmentation is not None or acoustics is not None
       else []
   )
   make_batch = functools.partial(
@@ -337,6 +358,8 @@ def train_batches(
       foreground_samples=_foreground(clip_samples, foreground_samples),
       windows=windows,
       window_fraction=window_fraction,
+      acoustics=acoustics,
+      rooms=rooms,
   )
   steps = (
       itertools.count(start_step)

@@ -71,6 +71,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'train.checkpoint_every is {train.checkpoint_every}, '
                      'expected >= 0 (0: at every evaluation).')
   kws_config.clip_layout(config)
+  acoustics_settings(config)
 
 
 def load_dataset(config: ml_collections.ConfigDict) -> data.SpeechCommands:
@@ -132,6 +133,42 @@ def _augmentation(config: ml_collections.ConfigDict, model: Model):
   feature_shape = (model.frontend.output_length(clip_samples),
                    model.frontend.num_features)
   return audio, spec, feature_shape
+
+
+def load_acoustics(config: ml_collections.ConfigDict
+                   ) -> tuple[data.acoustics.Acoustics | None,
+                              data.acoustics.RoomBank | None]:
+  """``config.acoustics`` and its room bank (made and cached on first use)."""
+  acoustics = acoustics_settings(config)
+  rooms = None
+  if acoustics is not None and acoustics.room_probability > 0:
+    cfg = config.acoustics
+    rooms = data.acoustics.load_or_make_rooms(
+        kws_config.rooms_path(config), cfg.rooms, cfg.rooms_seed,
+        sample_rate=config.data.sample_rate)
+  return acoustics, rooms
+
+
+def acoustics_settings(config: ml_collections.ConfigDict
+                       ) -> data.acoustics.Acoustics | None:
+  """``config.acoustics`` as settings, or None when it is off.
+
+  Raises:
+    ValueError: a probability or range that cannot be (names the field).
+  """
+  cfg = config.get('acoustics')
+  if cfg is None or not cfg.enabled:
+    return None
+  if cfg.rooms < 1:
+    raise ValueError(f'acoustics.rooms is {cfg.rooms}, expected >= 1.')
+  return data.acoustics.Acoustics(
+      room_probability=cfg.room_probability,
+      noise_probability=cfg.noise_probability,
+      snr_db=(cfg.snr_db_low, cfg.snr_db_high),
+      microphone_probability=cfg.microphone_probability,
+      telephone_probability=cfg.telephone_probability,
+      gain_db=(cfg.gain_db_low, cfg.gain_db_high),
+      sample_rate=config.data.sample_rate)
 
 
 def _clear_run(workdir: str) -> None:
@@ -217,6 +254,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   audio_augmentation, spec_augment, feature_shape = _augmentation(config,
                                                                   model)
+  acoustics, rooms = load_acoustics(config)
   window_bank = load_window_banks(config)
   if window_bank is not None:
     _print(f'window banks: {len(window_bank)} windows '
@@ -229,6 +267,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       feature_shape=feature_shape,
       windows=window_bank,
       window_fraction=config.data.get('window_fraction', 0.0),
+      acoustics=acoustics, rooms=rooms,
       num_threads=config.data.num_threads or None,
       **kws_config.clip_layout(config))
   eval_interval = config.train.eval_step_interval
