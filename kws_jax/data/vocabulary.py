@@ -36,6 +36,7 @@ windows (91% -> 87%).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -141,6 +142,35 @@ class NegativeVocabulary:
     ))
 
 
+def _phrase_near_misses(keyword: str, keywords: Sequence[str],
+                        candidates: Sequence[str],
+                        candidate_phonemes: Sequence[tuple[str, ...]],
+                        left_out: set[str], voice: str) -> tuple[str, ...]:
+  """Near-misses of a phrase: its parts, then one word swapped for a near one.
+
+  "hey jax" -> "hey", "jax", then "hay jax"-like swaps from the candidates
+  (each word's near-misses at distance 1, homophones excluded). A part that
+  is itself a keyword is left out. Single words give ().
+  """
+  words = keyword.split()
+  if len(words) < 2:
+    return ()
+  parts = [' '.join(words[i:j]) for i in range(len(words))
+           for j in range(i + 1, len(words) + 1) if j - i < len(words)]
+  per_position = []
+  for position, sounds in enumerate(phonemes(words, voice)):
+    per_position.append([
+        ' '.join(words[:position] + [candidates[i]] + words[position + 1:])
+        for i, other in enumerate(candidate_phonemes)
+        if abs(len(other) - len(sounds)) <= 1
+        and edit_distance(sounds, other) == 1 and candidates[i] not in left_out
+    ])
+  # Interleaved, so that a cap keeps swaps of every word.
+  swaps = [swap for group in itertools.zip_longest(*per_position)
+           for swap in group if swap is not None]
+  return tuple(p for p in dict.fromkeys(parts + swaps) if p not in keywords)
+
+
 def negative_vocabulary(
     keywords: Sequence[str],
     size: int,
@@ -163,7 +193,9 @@ def negative_vocabulary(
       near-miss (1: "yes" -> "yet", "less", "guess"; 2 adds "just", ...).
       The distance is relative: keywords of one or two phonemes ("no",
       "up") take only distance 1, however large max_distance is.
-    max_near_misses: at most this many near-misses per keyword.
+    max_near_misses: at most this many near-misses per keyword. A phrase's
+      near-misses start with its parts ("hey" and "jax" for "hey jax")
+      and the phrase with one word swapped for a near-miss of it.
     exclude: further words to leave out (e.g. an evaluation set's words).
     voice: the eSpeak voice whose phonemes are compared.
 
@@ -204,10 +236,14 @@ def negative_vocabulary(
   for keyword, sounds, row in zip(keywords, keyword_phonemes, distances):
     reach = min(max_distance, max(1, len(sounds) - 2))
     order = sorted(range(len(candidates)), key=lambda i: (row[i], i))
-    near_misses[keyword] = tuple(
+    single = tuple(
         candidates[i] for i in order
         if 0 < row[i] <= reach and candidates[i] not in left_out
-    )[:max_near_misses]
+    )
+    phrase = _phrase_near_misses(keyword, keywords, candidates,
+                                 candidate_phonemes, left_out, voice)
+    near_misses[keyword] = tuple(dict.fromkeys(phrase + single))[
+        :max_near_misses]
   return NegativeVocabulary(
       keywords=keywords,
       words=tuple(word for word in candidates if word not in left_out),

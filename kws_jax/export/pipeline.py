@@ -211,7 +211,8 @@ def export_run(workdir: str, out_dir: str | None = None, *,
                                           'external',
                                           'stream_state_external.tflite'))
   with open(os.path.join(workdir, 'labels.txt'), encoding='utf-8') as f:
-    label_names = f.read().split()
+    # One label per line: a phrase ("hey jax") is one label.
+    label_names = [line.strip() for line in f if line.strip()]
   manifest = _manifest(config, model, label_names, results, jax_accuracy,
                        parity, len(labels), _operating_point(workdir))
   _write(os.path.join(out_dir, 'manifest.json'),
