@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m kws_jax.quickstart
+	$(BIN)/python -m kws_jax.wakeword
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests
@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/export_speed.py
 	$(BIN)/python benchmarks/stream_eval_speed.py
+	$(BIN)/python benchmarks/acoustics_speed.py
 
 clean-venv:
 	rm -rf $(VENV)

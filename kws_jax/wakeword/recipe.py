@@ -91,7 +91,7 @@ class Recipe:
 
 RECIPES = {
     # The README's main job: about 15 minutes on 2 CPU cores.
-    'quick': Recipe(per_word=500, vocabulary=1500, per_unknown_word=1,
+    'quick': Recipe(per_word=1000, vocabulary=1500, per_unknown_word=1,
                     per_near_miss=25, train_stream_minutes=60,
                     validation_minutes=10, validation_negative_minutes=20,
                     evaluation_minutes=20, evaluation_negative_minutes=60,
