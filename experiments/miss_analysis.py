@@ -9,7 +9,9 @@ streams (batched, as kws_jax.wakeword.streams does) and prints
 
   - the thresholds at which the keyword-free audio gives 10 and 100 FA/h,
     and which keywords those false accepts are;
-  - per keyword occurrence: its local SNR (the energy of its span over the
+  - recall of the keywords said alone and inside sentences (from the
+    stream's transcript, where it has one);
+  - per keyword said alone: its local SNR (the energy of its span over the
     500 ms before it, a stand-in for the speech-to-background ratio) and
     the peak smoothed posterior of its label within 1 s after it starts;
     recall at both thresholds by SNR band and by keyword, and what the
@@ -36,6 +38,7 @@ sys.path.insert(0, ROOT)
 from kws_jax import cli
 from kws_jax.atomic import atomic_write
 from kws_jax.detect import detector as detector_lib
+from kws_jax.data import synth_stream
 from kws_jax.detect import metrics
 from kws_jax.detect.runners import read_labels
 from kws_jax.train import load_run
@@ -58,6 +61,26 @@ def local_snr_db(audio: np.ndarray, start_s: float, end_s: float) -> float:
       before) else 1e-12
   return float(10 * np.log10(max(signal - background, 1e-12) /
                              max(background, 1e-12)))
+
+
+def transcript_rows(wav: str) -> list[tuple[str, float, float]]:
+  """The stream's transcript; [] for streams made before transcripts."""
+  path = synth_stream.transcript_path(os.path.splitext(wav)[0] + '.csv')
+  return synth_stream.read_transcript(path) if os.path.exists(path) else []
+
+
+def spoken_before(wav: str, times_s: list[float]) -> list[str]:
+  """What the stream's transcript says in the 1.5 s before each time."""
+  rows = transcript_rows(wav)
+  if not rows:
+    return []
+  texts = []
+  for time_s in times_s:
+    near = [text for text, start, end in rows
+            if start < time_s and end > time_s - 1.5]
+    texts.append(' | '.join(near) or '(no foreground speech: noise or the '
+                 'distant talker)')
+  return texts
 
 
 def threshold_at(points, budget: float) -> float:
@@ -85,19 +108,23 @@ def main() -> None:
       smoothing_ms=smoothing, progress=True)
   points = streams_lib.sweep(negatives, labels, refractory_ms=refractory)
   thresholds = {budget: threshold_at(points, budget) for budget in BUDGETS}
-  fired = {}
+  fired, said = {}, {}
   for budget, threshold in thresholds.items():
-    counts = collections.Counter()
-    for item in negatives:
-      counts.update(d.word for d in metrics.detections_at(
-          item.smoothed, labels, item.block_s, threshold, refractory))
+    counts, texts = collections.Counter(), []
+    for item, path in zip(negatives, args.negatives):
+      detections = metrics.detections_at(item.smoothed, labels, item.block_s,
+                                         threshold, refractory)
+      counts.update(d.word for d in detections)
+      texts += spoken_before(path, [d.time_s for d in detections])
     fired[budget] = dict(counts.most_common())
+    said[budget] = texts
 
   keyword_streams = streams_lib.stream_posteriors(
       model, params, streams_lib.load_streams(args.streams),
       smoothing_ms=smoothing, progress=True)
   rows = []
-  for item in keyword_streams:
+  for item, path in zip(keyword_streams, args.streams):
+    transcript = transcript_rows(path)
     for event in item.stream.events:
       if event.word not in labels:
         continue
@@ -107,8 +134,14 @@ def main() -> None:
       window = item.smoothed[first:last]
       column = labels.index(event.word)
       best_other = window[:, 1:].max(axis=0)  # silence excluded
+      row = next((text for text, start, end in transcript
+                  if start <= event.start_s < end), None)
       rows.append({
           'word': event.word,
+          'stream': item.stream.name,
+          # None: no transcript to tell.
+          'in_sentence': None if row is None else (
+              len(row.split()) > len(event.word.split())),
           'snr_db': local_snr_db(item.stream.audio, event.start_s,
                                  event.end_s),
           'peak': float(window[:, column].max()),
@@ -120,11 +153,33 @@ def main() -> None:
   for budget, threshold in thresholds.items():
     print(f'threshold for {budget:g} FA/h: {threshold:g}; false accepts by '
           f'keyword: {fired[budget]}')
+  if said[BUDGETS[0]]:
+    print(f'said in the 1.5 s before each false accept at {BUDGETS[0]:g} '
+          'FA/h: ' + '; '.join(repr(t) for t in said[BUDGETS[0]]))
+  print('\n| keywords | count | ' + ' | '.join(
+      f'recall at {b:g} FA/h' for b in BUDGETS) + ' |')
+  print('|---|---:|' + '---:|' * len(BUDGETS))
+  contexts = {}
+  for name, test in (('said alone', lambda r: r['in_sentence'] is False),
+                     ('inside a sentence', lambda r: r['in_sentence']),
+                     ('no transcript', lambda r: r['in_sentence'] is None)):
+    mine = [r for r in rows if test(r)]
+    if not mine:
+      continue
+    recall = {b: float(np.mean([r['peak'] >= t for r in mine]))
+              for b, t in thresholds.items()}
+    contexts[name] = {'keywords': len(mine), 'recall': recall}
+    print(f'| {name} | {len(mine)} | ' + ' | '.join(
+        f'{recall[b]:.0%}' for b in BUDGETS) + ' |')
+  # Local SNR means something only for a keyword said alone: inside a
+  # sentence, the 500 ms before it hold speech.
+  alone = [r for r in rows if r['in_sentence'] is False]
+  print(f'\nkeywords said alone ({len(alone)}), by local SNR:')
   print('\n| local SNR | keywords | median peak posterior | ' + ' | '.join(
       f'recall at {b:g} FA/h' for b in BUDGETS) + ' |')
   print('|---|---:|---:|' + '---:|' * len(BUDGETS))
-  snr = np.array([r['snr_db'] for r in rows])
-  peak = np.array([r['peak'] for r in rows])
+  snr = np.array([r['snr_db'] for r in alone])
+  peak = np.array([r['peak'] for r in alone])
   bands = []
   for low, high in zip(SNR_BANDS[:-1], SNR_BANDS[1:]):
     inside = (snr >= low) & (snr < high)
@@ -159,6 +214,8 @@ def main() -> None:
   os.makedirs(os.path.dirname(out), exist_ok=True)
   with atomic_write(out, 'w') as file:
     json.dump({'thresholds': {f'{b:g}': t for b, t in thresholds.items()},
+               'contexts': contexts,
+               'false_accepts_said': {f'{b:g}': t for b, t in said.items()},
                'false_accepts_by_keyword': {f'{b:g}': c
                                             for b, c in fired.items()},
                'snr_bands': bands, 'keywords': words, 'occurrences': rows},

@@ -156,6 +156,14 @@ def test_keyword_free_stream_says_only_the_content_words(tmp_path,
   words = {word.strip('.!?,') for text in spoken for word in text.split()}
   assert words <= {'yet', 'less', 'guess', 'the', 'morning', 'table'}
   assert {'yet', 'less', 'guess'} & words and 'morning' in words
+  # The transcript says what was spoken, in order and without overlaps.
+  transcript = synth_stream.read_transcript(
+      synth_stream.transcript_path(tmp_path / 'n.csv'))
+  # (The last utterance said may not fit the stream, and is not in it.)
+  assert [text for text, _, _ in transcript] == spoken[:len(transcript)]
+  assert len(spoken) - len(transcript) in (0, 1)
+  assert all(0 < start < end for _, start, end in transcript)
+  assert all(a[2] < b[1] for a, b in zip(transcript, transcript[1:]))
 
 
 def test_keywords_inside_sentences_are_located(tmp_path, monkeypatch):
@@ -180,6 +188,12 @@ def test_keywords_inside_sentences_are_located(tmp_path, monkeypatch):
     assert not stream[end:end + 800].any()
     assert stream[end + 2400:end + 16000].any()
     assert 0.1 < event.end_s - event.start_s < 0.95
+  # Each keyword lies inside its sentence's transcript row.
+  transcript = synth_stream.read_transcript(tmp_path / 's.transcript.csv')
+  assert len(transcript) == len(events)
+  for event, (text, start, end) in zip(events, transcript):
+    assert event.word in text.split() and len(text.split()) >= 3
+    assert start < event.start_s < event.end_s <= end + 1e-4
 
 
 @pytest.mark.parametrize('kwargs, fragment', [

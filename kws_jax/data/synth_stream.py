@@ -145,6 +145,9 @@ def synthesize_stream(
 ) -> list[KeywordEvent]:
   """Writes the stream WAV and its ground-truth CSV (default: out_wav, .csv).
 
+  Beside the CSV, `transcript_path(labels_csv)` lists every foreground
+  utterance (keywords, distractors and sentences) with its span.
+
   `content` says what the foreground events say; with keyword_probability
   0 the stream is keyword-free (negatives for false-accept counts and
   hard-negative mining) and its CSV has a header only.
@@ -176,7 +179,7 @@ def synthesize_stream(
 
   distractors = content.distractors or tuple(
       word for word in synth.AUXILIARY_WORDS if word not in words)
-  events = []
+  events, transcript = [], []
   position = int(rng.uniform(0.5, 2.0) * rate)
   with tqdm.tqdm(
       total=num_samples // rate,
@@ -215,6 +218,7 @@ def synthesize_stream(
       if word is not None:
         events.append(KeywordEvent(word, (position + keyword_span[0]) / rate,
                                    (position + keyword_span[1]) / rate))
+      transcript.append((' '.join(pieces), position / rate, end / rate))
       position = end + int(rng.uniform(1.0, 3.0) * rate)
       bar.update(min(position, num_samples) // rate - bar.n)
 
@@ -224,7 +228,26 @@ def synthesize_stream(
     writer.writerow(['word', 'start_s', 'end_s'])
     for event in events:
       writer.writerow([event.word, f'{event.start_s:.5f}', f'{event.end_s:.5f}'])
+  with atomic.atomic_write(transcript_path(labels_csv), 'w') as file:
+    writer = csv.writer(file, lineterminator='\n')
+    writer.writerow(['text', 'start_s', 'end_s'])
+    for text, start, stop in transcript:
+      writer.writerow([text, f'{start:.5f}', f'{stop:.5f}'])
   return events
+
+
+def transcript_path(labels_csv: str | os.PathLike) -> str:
+  """Where synthesize_stream writes what every utterance said, and when:
+  ``<labels_csv without .csv>.transcript.csv`` (text, start_s, end_s), the
+  foreground only (not the distant talker)."""
+  return os.path.splitext(os.fspath(labels_csv))[0] + '.transcript.csv'
+
+
+def read_transcript(path: str | os.PathLike) -> list[tuple[str, float, float]]:
+  """(text, start_s, end_s) rows of a transcript written by synthesize_stream."""
+  with open(path, encoding='utf-8', newline='') as file:
+    return [(row['text'], float(row['start_s']), float(row['end_s']))
+            for row in csv.DictReader(file)]
 
 
 def read_stream_labels(path: str | os.PathLike) -> list[KeywordEvent]:
