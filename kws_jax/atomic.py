@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
 
 @contextlib.contextmanager
@@ -69,3 +70,11 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
   except BaseException:
     shutil.rmtree(temporary, ignore_errors=True)
     raise
+
+
+def write_json(path: str | os.PathLike, value: Any) -> str:
+  """Writes `value` as indented JSON and a newline, atomically; returns path."""
+  with atomic_write(path, 'w') as file:
+    json.dump(value, file, indent=2)
+    file.write('\n')
+  return os.fspath(path)

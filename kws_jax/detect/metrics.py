@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import heapq
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from kws_jax.atomic import atomic_write
+from kws_jax.atomic import atomic_write, write_json
 from kws_jax.data.synth_stream import KeywordEvent
 from kws_jax.detect import detector as detector_lib
 from kws_jax.detect.detector import Detection
@@ -283,9 +282,7 @@ def write_results(points: Sequence[OperatingPoint], out_dir: str,
     frr[f'{budget:g}'] = best.as_dict() if best else None
   report = {**settings, 'tolerance_s': TOLERANCE_S,
             'frr_at_fa_per_hour': frr, 'points': [p.as_dict() for p in points]}
-  with atomic_write(paths['json'], 'w') as file:
-    json.dump(report, file, indent=2)
-    file.write('\n')
+  write_json(paths['json'], report)
   with atomic_write(paths['csv'], 'w') as file:
     fields = list(points[0].as_dict()) if points else ['threshold']
     writer = csv.DictWriter(file, fields, lineterminator='\n')

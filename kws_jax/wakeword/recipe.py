@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 
 from kws_jax import config as kws_config
-from kws_jax.atomic import atomic_write
+from kws_jax.atomic import write_json
 from kws_jax.data import acoustics as acoustics_lib
 from kws_jax.data import render_acoustics, synth, synth_stream, vocabulary
 from kws_jax.data import windows as windows_lib
@@ -187,9 +187,7 @@ def check_data(layout: Layout, keywords: Sequence[str], name: str,
           f'{name!r}; use another --workdir')
     return
   os.makedirs(layout.data, exist_ok=True)
-  with atomic_write(path, 'w') as file:
-    json.dump(wanted, file, indent=2)
-    file.write('\n')
+  write_json(path, wanted)
 
 
 def negatives(keywords: Sequence[str], recipe: Recipe
@@ -354,8 +352,4 @@ def point_at(report: dict[str, Any], threshold: float | None
 
 
 def write_report(workdir: str, report: dict[str, Any]) -> str:
-  path = os.path.join(workdir, REPORT_FILE)
-  with atomic_write(path, 'w') as file:
-    json.dump(report, file, indent=2)
-    file.write('\n')
-  return path
+  return write_json(os.path.join(workdir, REPORT_FILE), report)

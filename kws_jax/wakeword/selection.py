@@ -22,7 +22,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from kws_jax.atomic import atomic_write
+from kws_jax.atomic import write_json
 from kws_jax.detect import detector as detector_lib
 from kws_jax.detect import metrics
 from kws_jax.models import Model
@@ -99,11 +99,7 @@ class StreamSelector:
 
 def write_operating_point(workdir: str, point: dict[str, Any]) -> str:
   """Writes ``workdir/operating_point.json`` (atomically); returns its path."""
-  path = os.path.join(workdir, OPERATING_POINT_FILE)
-  with atomic_write(path, 'w') as file:
-    json.dump(point, file, indent=2)
-    file.write('\n')
-  return path
+  return write_json(os.path.join(workdir, OPERATING_POINT_FILE), point)
 
 
 def read_operating_point(workdir: str) -> dict[str, Any] | None:
