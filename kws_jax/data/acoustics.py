@@ -39,8 +39,8 @@ import scipy.fft
 import scipy.signal
 from tqdm.auto import tqdm
 
-from kws_jax import atomic
 from kws_jax.data import audio as audio_lib
+from kws_jax.data import npz
 
 _ROOM_FORMAT = 1
 _MU = 255.0
@@ -132,10 +132,9 @@ def make_rooms(count: int, seed: int, *, sample_rate: int = audio_lib.SAMPLE_RAT
 
 def save_rooms(path: str | os.PathLike, rooms: RoomBank) -> None:
   """Writes `rooms` to `path` (.npz), atomically."""
-  with atomic.atomic_write(os.fspath(path), 'wb') as file:
-    np.savez(file, format=np.int64(_ROOM_FORMAT), responses=rooms.responses,
-             rt60=rooms.rt60, distance=rooms.distance,
-             sample_rate=np.int64(rooms.sample_rate), seed=np.int64(rooms.seed))
+  npz.save(path, _ROOM_FORMAT, responses=rooms.responses, rt60=rooms.rt60,
+           distance=rooms.distance, sample_rate=np.int64(rooms.sample_rate),
+           seed=np.int64(rooms.seed))
 
 
 def load_rooms(path: str | os.PathLike) -> RoomBank:
@@ -145,19 +144,11 @@ def load_rooms(path: str | os.PathLike) -> RoomBank:
     FileNotFoundError: no such file.
     ValueError: the file is not a room bank of this format.
   """
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path}: no such room bank')
-  expected = {'format', 'responses', 'rt60', 'distance', 'sample_rate', 'seed'}
-  with np.load(path, allow_pickle=False) as data:
-    if set(data.files) != expected:
-      raise ValueError(f'{path}: holds {sorted(data.files)}, expected a room '
-                       f'bank ({", ".join(sorted(expected))})')
-    if int(data['format']) != _ROOM_FORMAT:
-      raise ValueError(f'{path}: room bank format {int(data["format"])}, '
-                       f'expected {_ROOM_FORMAT}')
-    return RoomBank(data['responses'], data['rt60'], data['distance'],
-                    int(data['sample_rate']), int(data['seed']))
+  data = npz.load(path, 'room bank', ('distance', 'format', 'responses',
+                                      'rt60', 'sample_rate', 'seed'),
+                  _ROOM_FORMAT)
+  return RoomBank(data['responses'], data['rt60'], data['distance'],
+                  int(data['sample_rate']), int(data['seed']))
 
 
 def load_or_make_rooms(path: str | os.PathLike, count: int, seed: int,

@@ -27,8 +27,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from kws_jax import atomic
 from kws_jax.data import audio
+from kws_jax.data import npz
 from kws_jax.data import speech_commands
 
 NEGATIVE_WORD = speech_commands.UNKNOWN_LABEL
@@ -108,10 +108,9 @@ def concatenate(banks: Sequence[WindowBank]) -> WindowBank:
 
 def save_bank(path: str | os.PathLike, bank: WindowBank) -> None:
   """Writes ``bank`` to ``path`` (.npz), atomically."""
-  with atomic.atomic_write(os.fspath(path), 'wb') as file:
-    np.savez(file, format=np.int64(_FORMAT_VERSION), audio=bank.audio,
-             words=np.array(bank.words, dtype=np.str_),
-             sample_rate=np.int64(bank.sample_rate))
+  npz.save(path, _FORMAT_VERSION, audio=bank.audio,
+           words=np.array(bank.words, dtype=np.str_),
+           sample_rate=np.int64(bank.sample_rate))
 
 
 def load_bank(path: str | os.PathLike) -> WindowBank:
@@ -121,18 +120,10 @@ def load_bank(path: str | os.PathLike) -> WindowBank:
     FileNotFoundError: no such file.
     ValueError: the file is not a window bank of this format.
   """
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path}: no such window bank')
-  with np.load(path, allow_pickle=False) as data:
-    if set(data.files) != {'format', 'audio', 'words', 'sample_rate'}:
-      raise ValueError(f'{path}: holds {sorted(data.files)}, expected a window '
-                       'bank (format, audio, words, sample_rate)')
-    if int(data['format']) != _FORMAT_VERSION:
-      raise ValueError(f'{path}: window bank format {int(data["format"])}, '
-                       f'expected {_FORMAT_VERSION}')
-    return WindowBank(data['audio'], tuple(str(w) for w in data['words']),
-                      int(data['sample_rate']))
+  data = npz.load(path, 'window bank',
+                  ('format', 'audio', 'words', 'sample_rate'), _FORMAT_VERSION)
+  return WindowBank(data['audio'], tuple(str(w) for w in data['words']),
+                    int(data['sample_rate']))
 
 
 def window_ending_at(stream: np.ndarray, end: int, samples: int) -> np.ndarray:
