@@ -98,17 +98,36 @@ def test_streams_read_their_ground_truth(tmp_path):
 # -- Selection -------------------------------------------------------------
 
 
+def _sweep(*points):
+  """Operating points over 1 hour and 10 keywords: (threshold, FAs, misses)."""
+  return [metrics.OperatingPoint(threshold, 10 - misses + false_accepts,
+                                 false_accepts, misses, 10, 1.0)
+          for threshold, false_accepts, misses in points]
+
+
 @pytest.mark.parametrize('better, worse', [
-    ((0.1, 0.9), (0.2, 0.99)),   # lower FRR wins whatever the accuracy
-    ((0.1, 0.9), (0.1, 0.8)),    # equal FRR: higher accuracy wins
-    ((1.0, 0.1), (None, 0.99)),  # reaching the target beats not reaching it
+    # Lower FRR at the target and at every looser budget wins.
+    ((_sweep((0.9, 1, 1)), 0.9), (_sweep((0.9, 1, 2)), 0.99)),
+    # Equal sweeps: higher accuracy wins.
+    ((_sweep((0.9, 1, 1)), 0.9), (_sweep((0.9, 1, 1)), 0.8)),
+    # Both miss everything at the target (1 FA/h); the looser budgets decide.
+    ((_sweep((0.99, 0, 10), (0.9, 3, 2)), 0.5),
+     (_sweep((0.99, 0, 10), (0.9, 3, 8)), 0.99)),
+    # Neither reaches the target; the one that reaches 4 FA/h wins.
+    ((_sweep((0.9, 4, 5)), 0.1), (_sweep((0.9, 40, 0)), 0.99)),
 ])
 def test_selection_score_orders_checkpoints(better, worse):
-  def score(frr, accuracy):
-    point = (None if frr is None else
-             metrics.OperatingPoint(0.9, 0, 0, int(frr * 10), 10, 1.0))
-    return selection.score(point, accuracy)
-  assert score(*better) > score(*worse)
+  assert selection.score(*better[:1], 1.0, better[1]) > selection.score(
+      *worse[:1], 1.0, worse[1])
+
+
+def test_selection_score_is_the_mean_recall_over_the_ladder():
+  assert selection.budgets(0.5) == (0.5, 1.0, 2.0, 4.0, 8.0)
+  # Recall 0.9 from 2 FA/h up, nothing kept within 0.5 or 1 FA/h.
+  points = _sweep((0.9, 2, 1))
+  assert selection.score(points, 0.5, 0.7) == pytest.approx(
+      3 * 0.9 / 5 + 0.7e-3)
+  assert selection.score([], 0.5, 0.0) == 0.0
 
 
 def test_operating_point_file_round_trip(tmp_path):
@@ -137,15 +156,21 @@ def test_stream_selector_reports_frr_at_the_target(tiny_model, monkeypatch):
                                       target_fa_per_hour=1.0)
   chosen = selector({}, 0.8)
   assert isinstance(chosen, Selection)
-  assert chosen.scalars == {'frr': 0.4, 'fa_per_hour': 0.5, 'threshold': 0.9}
-  assert chosen.score == pytest.approx(0.6 + 0.8e-3)
+  # Budgets 1, 2, 4, 8, 16 FA/h: recall 0.6 at the first two, then 1.0.
+  assert chosen.scalars == {'frr': 0.4, 'fa_per_hour': 0.5, 'threshold': 0.9,
+                            'frr_at_1': 0.4, 'frr_at_2': 0.4, 'frr_at_4': 0.0,
+                            'frr_at_8': 0.0, 'frr_at_16': 0.0}
+  assert chosen.score == pytest.approx((2 * 0.6 + 3 * 1.0) / 5 + 0.8e-3)
   assert 'FRR 40.0% at 0.50 FA/h' in chosen.text
+  assert 'FRR at FA/h 1: 40.0%, 2: 40.0%, 4: 0.0%' in chosen.text
   point = selector.operating_point({})
   assert (point['threshold'], point['frr'], point['validation_hours']) == (
       0.9, 0.4, 2.0)
   strict = selection.StreamSelector(model, LABELS, [stream],
                                     target_fa_per_hour=0.1)
-  assert strict({}, 0.8).score == pytest.approx(-1 + 0.8e-3)
+  # Budgets 0.1-1.6 FA/h: only 0.8 and 1.6 are kept (recall 0.6).
+  assert strict({}, 0.8).score == pytest.approx(2 * 0.6 / 5 + 0.8e-3)
+  assert '0.1 FA/h not reached' in strict({}, 0.8).text
   assert strict.operating_point({})['threshold'] is None
   with pytest.raises(ValueError, match='target_fa_per_hour=0'):
     selection.StreamSelector(model, LABELS, [stream], target_fa_per_hour=0)
