@@ -5,9 +5,19 @@
 
 Needs ``data/synth`` (``python -m kws_jax.data.synth --out data/synth``),
 ``data/kokoro`` (``python -m kws_jax.data.kokoro --out data/kokoro
---per-word 60 --seed 1``) and ``data/holdout_us``
+--per-word 60 --seed 1``), ``data/holdout_us``
 (``python experiments/holdout_split.py --data data/synth --accents
-en-us,en-us-nyc --out data/holdout_us``). Every run resumes, and finished
+en-us,en-us-nyc --out data/holdout_us``), and for the runs that train on
+Kokoro too, a Kokoro style held out of training:
+
+    python -m kws_jax.data.kokoro --out data/kokoro_kumo --styles jm_kumo \
+        --per-word 30 --speakers 15 --seed 4
+    python -m kws_jax.data.kokoro --out data/kokoro_no_kumo --styles \
+        jf_alpha jf_gongitsune jf_nezumi jf_tebukuro --per-word 150 \
+        --per-unknown-word 30 --seed 3
+
+(``data/synth_kokoro``, the two training sets as one, is linked by the
+script with ``kws_jax.data.combine``). Every run resumes, and finished
 evaluations are kept, so the script can be stopped and started again. It
 prints one markdown table: accuracy on the run's own synthetic test split,
 on a held-out eSpeak accent group, and on Kokoro (another engine), each on
@@ -22,12 +32,18 @@ import os
 import subprocess
 import sys
 
+from kws_jax.data import combine
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+MIXED = 'synth_kokoro'  # data/synth and data/kokoro_no_kumo, linked
+MIXED_SOURCES = ('synth', 'kokoro_no_kumo')
+_ON_MIXED = [f'--config.data.data_dir=data/{MIXED}']
 
 # name -> (config file, overrides, held-out datasets)
 RUNS = {
-    'cnn_synth': ('cnn_synth.py', [], ['kokoro']),
-    'embedding_dnn': ('embedding_dnn.py', [], ['kokoro']),
+    'cnn_synth': ('cnn_synth.py', [], ['kokoro', 'kokoro_kumo']),
+    'embedding_dnn': ('embedding_dnn.py', [], ['kokoro', 'kokoro_kumo']),
     'embedding_cnn': ('embedding_cnn.py', [], ['kokoro']),
     'cnn_synth_no_us': ('cnn_synth.py',
                         ['--config.data.data_dir=data/holdout_us/train'],
@@ -35,6 +51,10 @@ RUNS = {
     'embedding_dnn_no_us': ('embedding_dnn.py',
                             ['--config.data.data_dir=data/holdout_us/train'],
                             ['holdout_us/heldout', 'kokoro']),
+    # eSpeak NG and four Kokoro styles; the fifth (jm_kumo) held out.
+    'cnn_synth_kokoro': ('cnn_synth.py', _ON_MIXED, ['kokoro_kumo', 'kokoro']),
+    'embedding_dnn_kokoro': ('embedding_dnn.py', _ON_MIXED,
+                             ['kokoro_kumo', 'kokoro']),
 }
 
 
@@ -45,6 +65,9 @@ def run(command: list[str]) -> None:
 
 def train(name: str, runs_dir: str) -> str:
   config, overrides, _ = RUNS[name]
+  if overrides == _ON_MIXED:
+    combine.combine(os.path.join(ROOT, 'data', MIXED),
+                    [os.path.join(ROOT, 'data', d) for d in MIXED_SOURCES])
   workdir = os.path.join(runs_dir, name)
   if not os.path.exists(os.path.join(workdir, 'accuracy_best.txt')):
     run([sys.executable, '-m', 'kws_jax.train', '--config',

@@ -129,6 +129,24 @@ def test_speaker_ids_are_stable_and_distinct():
   assert {s.dominant_style for s in speakers} == set(kokoro.STYLES)
 
 
+def test_speakers_blend_only_the_styles_given():
+  held_out = 'jm_kumo'
+  kept = [style for style in kokoro.STYLES if style != held_out]
+  speakers = kokoro.random_speakers(40, np.random.default_rng(0), kept)
+  assert all(s.weights[kokoro.STYLES.index(held_out)] == 0 for s in speakers)
+  assert {s.dominant_style for s in speakers} == set(kept)
+  alone = kokoro.random_speakers(5, np.random.default_rng(0), [held_out])
+  assert all(s.weights[kokoro.STYLES.index(held_out)] == 1 for s in alone)
+  assert len({s.id for s in alone}) == 5  # speed and pitch still vary
+  # All five styles draw exactly as before the option existed.
+  assert kokoro.random_speakers(3, np.random.default_rng(0)) == (
+      kokoro.random_speakers(3, np.random.default_rng(0), kokoro.STYLES[::-1]))
+  with pytest.raises(ValueError, match=r"unknown: \['jf_beta'\]"):
+    kokoro.random_speaker(np.random.default_rng(0), ['jf_beta'])
+  with pytest.raises(ValueError, match='expected one or more'):
+    kokoro.random_speaker(np.random.default_rng(0), [])
+
+
 @pytest.mark.parametrize(
     'kwargs, message',
     [

@@ -288,10 +288,28 @@ class KokoroSpeaker:
     }
 
 
-def random_speaker(rng: np.random.Generator) -> KokoroSpeaker:
-  """Draws a speaker: style blend, speed and pitch shift (see the ranges)."""
-  weights = np.round(rng.dirichlet(np.full(len(STYLES), DIRICHLET_ALPHA)), 4)
-  weights[np.argmax(weights)] += 1 - weights.sum()  # Rounded, summing to 1.
+def check_styles(styles: Sequence[str]) -> tuple[str, ...]:
+  """``styles`` as a tuple in the order of STYLES; refuses unknown or none."""
+  unknown = sorted(set(styles) - set(STYLES))
+  if unknown or not styles:
+    raise ValueError(f'Kokoro styles {list(styles)}: expected one or more of '
+                     f'{list(STYLES)}' + (f'; unknown: {unknown}'
+                                          if unknown else ''))
+  return tuple(style for style in STYLES if style in styles)
+
+
+def random_speaker(rng: np.random.Generator,
+                   styles: Sequence[str] = STYLES) -> KokoroSpeaker:
+  """Draws a speaker: style blend, speed and pitch shift (see the ranges).
+
+  The blend covers ``styles`` only (weight 0 on the others), so that a style
+  can be held out of training and speak the test set alone.
+  """
+  styles = check_styles(styles)
+  blend = np.round(rng.dirichlet(np.full(len(styles), DIRICHLET_ALPHA)), 4)
+  blend[np.argmax(blend)] += 1 - blend.sum()  # Rounded, summing to 1.
+  weights = np.zeros(len(STYLES))
+  weights[[STYLES.index(style) for style in styles]] = blend
   low, high = np.log(SPEED_RANGE)
   return KokoroSpeaker(
       weights=tuple(round(float(w), 4) for w in weights),
@@ -301,12 +319,12 @@ def random_speaker(rng: np.random.Generator) -> KokoroSpeaker:
 
 
 def random_speakers(
-    count: int, rng: np.random.Generator
+    count: int, rng: np.random.Generator, styles: Sequence[str] = STYLES
 ) -> list[KokoroSpeaker]:
-  """`count` speakers with distinct ids."""
+  """`count` speakers with distinct ids, blends of ``styles``."""
   speakers, ids = [], set()
   while len(speakers) < count:
-    speaker = random_speaker(rng)
+    speaker = random_speaker(rng, styles)
     if speaker.id not in ids:
       ids.add(speaker.id)
       speakers.append(speaker)
@@ -526,6 +544,7 @@ def synthesize_dataset(
     per_unknown_word: int | None = None,
     num_speakers: int | None = None,
     seed: int = 0,
+    styles: Sequence[str] = STYLES,
     background_noise: bool = False,
     num_threads: int | None = None,
     progress: bool = True,
@@ -541,6 +560,8 @@ def synthesize_dataset(
     per_unknown_word: Clips per unknown word (default: per_word // 5).
     num_speakers: Synthetic speakers (default: per_word // 2, at least 10).
     seed: Determines everything.
+    styles: The voice styles speakers blend (default: all five); hold one out
+      of a training set, then give it alone to a test set.
     background_noise: Also write synth's _background_noise_ files (colored
       noise, and babble spoken by eSpeak NG).
     num_threads: onnxruntime threads (default: all cores); the output does
@@ -579,6 +600,9 @@ def synthesize_dataset(
       'seed': seed,
       'background_noise': background_noise,
   }
+  styles = check_styles(styles)
+  if styles != STYLES:  # Absent for all five: older directories stay valid.
+    config['styles'] = list(styles)
   for word in words + unknown_words:
     text_to_tokens(word)  # Fail before writing anything.
   os.makedirs(out_dir, exist_ok=True)
@@ -589,7 +613,8 @@ def synthesize_dataset(
   for stale in glob.glob(os.path.join(glob.escape(out_dir), '*', '.*.tmp')):
     os.unlink(stale)  # Left by an interrupted run.
 
-  speakers = random_speakers(num_speakers, np.random.default_rng([seed, 10]))
+  speakers = random_speakers(num_speakers, np.random.default_rng([seed, 10]),
+                             styles)
   _write_speakers(out_dir, speakers)
   jobs = [
       clip_job(out_dir, word, n, speakers, seed)
@@ -630,6 +655,10 @@ def main(argv: Sequence[str] | None = None) -> None:
       '--threads', type=int, default=None, help='default: all cores'
   )
   parser.add_argument(
+      '--styles', nargs='+', default=list(STYLES), choices=STYLES,
+      help='voice styles the speakers blend (default: all)'
+  )
+  parser.add_argument(
       '--background-noise',
       action='store_true',
       help="also write synth's _background_noise_ files",
@@ -644,6 +673,7 @@ def main(argv: Sequence[str] | None = None) -> None:
       per_unknown_word=args.per_unknown_word,
       num_speakers=args.speakers,
       seed=args.seed,
+      styles=args.styles,
       background_noise=args.background_noise,
       num_threads=args.threads,
   )
