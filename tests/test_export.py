@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -169,3 +171,12 @@ def test_tflite_runner_streams_like_the_jax_runner(exported, tmp_path):
     orphan.parent.mkdir()
     orphan.write_bytes(b'')
     TfliteRunner(str(orphan))
+
+
+def test_running_exported_models_imports_no_tensorflow():
+  """LiteRT runs the models; only conversion needs TensorFlow."""
+  code = ('import sys, kws_jax.export, kws_jax.export.runtime, '
+          'kws_jax.export.accuracy, kws_jax.detect.runners; '
+          'kws_jax.export.TfliteStreaming; '
+          'sys.exit("tensorflow" in sys.modules)')
+  assert subprocess.run([sys.executable, '-c', code]).returncode == 0

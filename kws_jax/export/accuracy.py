@@ -65,3 +65,21 @@ def streaming_accuracy(path: str, inputs: np.ndarray, labels: np.ndarray,
       on_logits(index, logits)
     correct += int(np.argmax(logits[-1]) == label)
   return Accuracy(correct, len(labels))
+
+
+def tflite_accuracy(path: str, form: str, reset: int | None, inputs_path: str,
+                    labels_path: str, block_size: int) -> float:
+  """One accuracy (percent) of a TFLite model on inputs and labels in .npy files.
+
+  ``form``: 'non_stream', or a streaming form measured with ``reset`` 1 or 0.
+  A worker process of the export calls it (this module imports no
+  TensorFlow); the inputs are memory-mapped, not copied.
+  """
+  inputs = np.load(inputs_path, mmap_mode='r')
+  labels = np.load(labels_path)
+  if form == 'non_stream':
+    result = non_streaming_accuracy(path, inputs, labels)
+  else:
+    result = streaming_accuracy(path, inputs, labels, block_size,
+                                reset=bool(reset))
+  return result.accuracy * 100

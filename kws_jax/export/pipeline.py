@@ -29,9 +29,11 @@ keeps the frontend and the first layer float (see ``float_scopes`` and
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import dataclasses
 import json
+import multiprocessing
 import os
 import tempfile
 import time
@@ -151,8 +153,12 @@ def convert_form(form: str, quantization: str, source: str, model: Model,
 
 
 def export_run(workdir: str, out_dir: str | None = None, *,
-               int8: bool = True, progress: bool = True) -> dict[str, Any]:
+               int8: bool = True, progress: bool = True,
+               workers: int | None = None) -> dict[str, Any]:
   """Exports the best checkpoint of ``workdir`` in every form; see module doc.
+
+  ``workers``: processes that measure the TFLite models' accuracy while the
+  next one converts (default: one per core).
 
   Returns the manifest (also written to ``out_dir/manifest.json``).
 
@@ -179,7 +185,8 @@ def export_run(workdir: str, out_dir: str | None = None, *,
     say(f'SavedModel {form}/')
 
   results: dict[str, dict[str, Any]] = {}
-  with tempfile.TemporaryDirectory() as quant_dir:
+  with tempfile.TemporaryDirectory() as quant_dir, _AccuracyPool(
+      inputs, labels, model.block_size, quant_dir, workers) as pool:
     for form in ('non_stream', 'stream_state_external'):
       savedmodel.save(form, quant_model, params, os.path.join(quant_dir, form))
     for folder, (filename, form, quantization) in TFLITE_MODELS.items():
@@ -198,11 +205,15 @@ def export_run(workdir: str, out_dir: str | None = None, *,
       path = os.path.join(out_dir, folder, filename)
       with atomic_write(path) as file:
         file.write(flatbuffer)
-      results[folder] = _measure(folder, form, path, flatbuffer, model,
-                                 inputs, labels, summary, progress)
-      say(f'{folder}/{filename}: {len(flatbuffer):,} bytes, accuracy '
-          + ', '.join(f'{k} {v:.2f}%' for k, v in
-                      results[folder]['accuracy'].items()))
+      say(f'{folder}/{filename}: {len(flatbuffer):,} bytes')
+      pool.submit(folder, form, path)
+      results[folder] = _describe(folder, form, path, flatbuffer, summary)
+    for folder, measured in pool.results(progress).items():
+      results[folder]['accuracy'] = measured
+      _write_accuracies(os.path.join(out_dir, folder), results[folder]['form'],
+                        measured)
+      say(f'{folder}: accuracy ' + ', '.join(
+          f'{k} {v:.2f}%' for k, v in measured.items()))
 
   jax_accuracy = _jax_accuracies(trained, params, dataset,
                                  config.train.batch_size, out_dir, layout)
@@ -222,35 +233,77 @@ def export_run(workdir: str, out_dir: str | None = None, *,
   return manifest
 
 
-def _measure(folder: str, form: str, path: str, flatbuffer: bytes,
-             model: Model, inputs: np.ndarray, labels: np.ndarray,
-             summary: str, progress: bool) -> dict[str, Any]:
-  """Accuracy files and model_summary.txt of one TFLite model."""
+def _describe(folder: str, form: str, path: str, flatbuffer: bytes,
+              summary: str) -> dict[str, Any]:
+  """model_summary.txt of one TFLite model and its manifest entry."""
   directory = os.path.dirname(path)
-  measured = {}
-  if form == 'non_stream':
-    result = accuracy.non_streaming_accuracy(path, inputs, labels)
-    measured['non_stream'] = result.accuracy * 100
-    _write(os.path.join(directory, 'tflite_non_stream_model_accuracy.txt'),
-           f'{measured["non_stream"]}')
-  else:
-    for reset in (1, 0):
-      clips = tqdm(inputs, desc=f'{folder} reset{reset}', leave=False,
-                   disable=not progress)
-      result = accuracy.streaming_accuracy(path, clips, labels,
-                                           model.block_size, reset=bool(reset))
-      measured[f'reset{reset}'] = result.accuracy * 100
-      _write(os.path.join(directory,
-                          f'tflite_{form}_model_accuracy_reset{reset}.txt'),
-             f'{measured[f"reset{reset}"]}')
   ops = tflite.op_names(flatbuffer)
   _write(os.path.join(directory, 'model_summary.txt'),
          f'{summary}\nTFLite {os.path.basename(path)}: {len(flatbuffer):,} '
          f'bytes, builtin ops: {", ".join(ops)}\n')
   return {'file': os.path.relpath(path, os.path.dirname(directory)),
           'bytes': len(flatbuffer), 'form': form,
-          'quantization': TFLITE_MODELS[folder][2], 'ops': ops,
-          'accuracy': measured}
+          'quantization': TFLITE_MODELS[folder][2], 'ops': ops}
+
+
+def _write_accuracies(directory: str, form: str,
+                      measured: dict[str, float]) -> None:
+  for key, value in measured.items():
+    name = ('tflite_non_stream_model_accuracy.txt' if key == 'non_stream' else
+            f'tflite_{form}_model_accuracy_{key}.txt')
+    _write(os.path.join(directory, name), f'{value}')
+
+
+class _AccuracyPool:
+  """Measures the TFLite models in worker processes while the next converts.
+
+  Every model is measured on the whole test split (streaming models twice:
+  reset1 and reset0) with a one-thread interpreter, so the measurements run
+  side by side, one per core. The clips go to the workers once, as a
+  memory-mapped .npy file. Workers are spawned (never forked: the parent
+  holds TensorFlow's threads).
+  """
+
+  def __init__(self, inputs: np.ndarray, labels: np.ndarray, block_size: int,
+               scratch_dir: str, workers: int | None):
+    self.inputs_path = os.path.join(scratch_dir, 'test_inputs.npy')
+    self.labels_path = os.path.join(scratch_dir, 'test_labels.npy')
+    np.save(self.inputs_path, inputs)
+    np.save(self.labels_path, labels)
+    self.block_size = block_size
+    self.workers = workers or len(os.sched_getaffinity(0))
+    if self.workers < 1:
+      raise ValueError(f'workers={workers}, expected >= 1')
+    self.futures: dict[tuple[str, str], concurrent.futures.Future] = {}
+    self.executor = None
+
+  def __enter__(self) -> '_AccuracyPool':
+    self.executor = concurrent.futures.ProcessPoolExecutor(
+        self.workers, mp_context=multiprocessing.get_context('spawn'))
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.executor.shutdown(wait=True, cancel_futures=True)
+
+  def submit(self, folder: str, form: str, path: str) -> None:
+    keys = ['non_stream'] if form == 'non_stream' else ['reset1', 'reset0']
+    for key in keys:
+      reset = None if key == 'non_stream' else int(key[-1])
+      self.futures[folder, key] = self.executor.submit(
+          accuracy.tflite_accuracy, path, form, reset, self.inputs_path,
+          self.labels_path, self.block_size)
+
+  def results(self, progress: bool) -> dict[str, dict[str, float]]:
+    """folder -> {'non_stream' | 'reset1', 'reset0': percent}, in order."""
+    bar = tqdm(total=len(self.futures), desc='TFLite accuracy on the test '
+               'split', unit='pass', disable=not progress)
+    with bar:
+      for _ in concurrent.futures.as_completed(self.futures.values()):
+        bar.update()
+    measured: dict[str, dict[str, float]] = {}
+    for (folder, key), future in self.futures.items():
+      measured.setdefault(folder, {})[key] = future.result()
+    return measured
 
 
 def _jax_accuracies(model: Model, params: Any, dataset: data.SpeechCommands,
