@@ -1,5 +1,6 @@
 """Custom wake words from text: the recipe's pieces and the command end to end."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -95,6 +96,35 @@ def test_a_workdir_keeps_the_data_of_its_keywords(tmp_path):
   with pytest.raises(ValueError, match="not hey jax with 'quick'"):
     recipe_lib.check_data(layout, ('hey jax',), 'quick',
                           recipe_lib.RECIPES['quick'])
+  # Data made before a size existed has its default value.
+  marker = os.path.join(layout.data, 'recipe.json')
+  made = json.loads(open(marker).read())
+  del made['sizes']['kokoro_per_word']
+  with open(marker, 'w') as file:
+    json.dump(made, file)
+  recipe_lib.check_data(layout, ('hey jax',), 'tiny', TINY)
+  with pytest.raises(ValueError, match='made for keywords hey jax'):
+    recipe_lib.check_data(layout, ('hey jax',), 'tiny', dataclasses.replace(
+        TINY, kokoro_per_word=5))
+
+
+def test_kokoro_training_holds_a_voice_style_out(tmp_path):
+  layout = recipe_lib.Layout(str(tmp_path))
+  with_kokoro = dataclasses.replace(TINY, kokoro_per_word=3)
+  config = recipe_lib.training_config(kws_config.default_config(), ('stop',),
+                                      with_kokoro, layout)
+  assert config.data.data_dir == layout.training_clips
+  assert recipe_lib.HELDOUT_STYLE not in recipe_lib.training_kokoro_styles()
+  assert len(recipe_lib.training_kokoro_styles()) == 4
+  assert recipe_lib.heldout_kokoro_styles(with_kokoro) == (
+      recipe_lib.HELDOUT_STYLE,)
+  assert len(recipe_lib.heldout_kokoro_styles(TINY)) == 5  # none trained on
+  vocab = recipe_lib.negatives(('stop',), TINY)
+  assert recipe_lib.make_kokoro_clips(('stop',), TINY, layout, vocab) == (
+      layout.clips)  # eSpeak only: nothing made
+  assert not os.path.exists(layout.kokoro_clips)
+  with pytest.raises(ValueError, match='kokoro_per_word=-1, expected >= 0'):
+    dataclasses.replace(TINY, kokoro_per_word=-1)
 
 
 def run_wakeword(tmp_path, *extra):
@@ -107,14 +137,15 @@ def run_wakeword(tmp_path, *extra):
 
 def test_the_command_runs_every_step_and_resumes(tmp_path):
   result = run_wakeword(tmp_path, '--heldout-per-word', '1',
-                        '--target-fa-per-hour', '5')
+                        '--target-fa-per-hour', '5', '--kokoro-per-word', '1')
   assert result.returncode == 0, result.stderr[-3000:]
   out = result.stdout
   for step in range(1, 7):
     assert f'[{step}/6]' in out
   assert "near-misses of 'hey jax': hey, jax," in out
   assert out.count('FRR at 0.5 FA/h') == out.count('FRR at 2 FA/h') == 2
-  assert 'held-out engine (Kokoro-82M' in out
+  assert ('held-out Kokoro-82M speakers (a voice style training never '
+          'heard: jm_kumo)') in out
   run = tmp_path / 'run'
   report = json.loads((run / recipe_lib.REPORT_FILE).read_text())
   assert report['keywords'] == ['hey jax', 'stop']
@@ -125,6 +156,13 @@ def test_the_command_runs_every_step_and_resumes(tmp_path):
   assert clean['keywords'] > 0
   assert set(clean['frr_at_fa_per_hour']) == {'0.5', '1', '2'}
   assert report['operating_point']['target_fa_per_hour'] == 5.0
+  assert report['kokoro_styles'] == ['jm_kumo']
+  training_clips = run / 'data' / 'training_clips'
+  assert json.loads((run / 'config.json').read_text())['data']['data_dir'] == (
+      str(training_clips))
+  kokoro_stops = [n for n in os.listdir(training_clips / 'stop')
+                  if n.startswith('k')]
+  assert len(kokoro_stops) == 1 and len(os.listdir(training_clips / 'stop')) > 1
   manifest = json.loads((run / 'manifest.json').read_text())
   assert manifest['labels'][2:] == ['hey jax', 'stop']
   assert manifest['detection']['smoothing_ms'] == (
@@ -137,7 +175,7 @@ def test_the_command_runs_every_step_and_resumes(tmp_path):
       run / 'data' / 'streams' / 'evaluation.csv').read_text()
   # Run again: every step is found on disk, nothing is trained again.
   again = run_wakeword(tmp_path, '--heldout-per-word', '0',
-                       '--target-fa-per-hour', '5')
+                       '--target-fa-per-hour', '5', '--kokoro-per-word', '1')
   assert again.returncode == 0, again.stderr[-3000:]
   assert 'train:' not in again.stderr
   # Other keywords in the same workdir are refused, naming both.

