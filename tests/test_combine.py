@@ -105,7 +105,13 @@ def test_combine_refuses_what_would_mix_or_lose_clips(tmp_path):
   (tmp_path / 'busy' / 'x').write_text('x')
   with pytest.raises(ValueError, match='was not made by'):
     combine.combine(tmp_path / 'busy', [a, b])
-  os.makedirs(tmp_path / 'split' / 'training')
+  # A word named "training" is a word, not a split.
+  for name in ('training', 'testing'):
+    os.makedirs(a / name)
+    audio.write_wav(a / name / f'{SPEAKERS_A[0]}_nohash_0.wav',
+                    np.zeros(1600, np.float32))
+  assert combine.combine(tmp_path / 'a_words', [a, b])[str(a)] == 74
+  os.makedirs(tmp_path / 'split' / 'training' / 'yes')
   with pytest.raises(ValueError, match='pooled layout'):
     combine.combine(tmp_path / 'as', [a, tmp_path / 'split'])
 

@@ -56,11 +56,18 @@ def _check_out(out_dir: str, sources: list[str]) -> None:
   atomic.write_json(marker, wanted)
 
 
+def _holds_folders(path: str) -> bool:
+  """A split folder of the split layout holds word folders; the folder of the
+  word "training" in the pooled layout holds clips."""
+  return os.path.isdir(path) and any(
+      entry.is_dir() for entry in os.scandir(path))
+
+
 def _check_sources(sources: list[str], out_dir: str) -> None:
   for source in sources:
     if not os.path.isdir(source):
       raise FileNotFoundError(f'source dataset {source} does not exist')
-    if any(os.path.isdir(os.path.join(source, split))
+    if any(_holds_folders(os.path.join(source, split))
            for split in ('training', 'validation', 'testing')):
       raise ValueError(f'source {source} is split into folders (training/, '
                        'validation/, testing/); combine supports the pooled '
