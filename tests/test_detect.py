@@ -112,8 +112,8 @@ EVENTS = [KeywordEvent('yes', 1.0, 1.5), KeywordEvent('no', 3.0, 3.4),
     ([], 0, 0, 3),
     ([('yes', 1.2), ('no', 3.3), ('yes', 6.1)], 3, 0, 0),
     ([('yes', 1.0)], 1, 0, 2),  # exactly at the start
-    ([('yes', 2.0)], 1, 0, 2),  # exactly at end + 0.5 s
-    ([('yes', 2.02)], 0, 1, 3),  # one block after end + 0.5 s
+    ([('yes', 2.5)], 1, 0, 2),  # exactly at end + 1 s
+    ([('yes', 2.52)], 0, 1, 3),  # one block after end + 1 s
     ([('yes', 0.98)], 0, 1, 3),  # before the start
     ([('yes', 1.2), ('yes', 1.6)], 1, 1, 2),  # two for one occurrence
     ([('no', 1.2)], 0, 1, 3),  # wrong word: a false accept and a miss
@@ -129,10 +129,11 @@ def test_match_counts_hits_false_accepts_and_misses(detections, hits,
 
 @pytest.mark.parametrize('blocks', [107, 109, 111, 113])
 def test_match_boundary_holds_for_times_counted_in_blocks(blocks):
-  # blocks * 0.02 rounds above end_s + 0.5 for these end_s = time - 0.5 s.
+  # blocks * 0.02 rounds above end_s + tolerance for these end_s.
+  tolerance = metrics.TOLERANCE_S
   time_s = blocks * 0.02
-  end_s = round(time_s - 0.5, 5)
-  assert time_s > end_s + 0.5
+  end_s = round(time_s - tolerance, 5)
+  assert time_s > end_s + tolerance
   events = [KeywordEvent('yes', end_s - 0.4, end_s)]
   assert metrics.match([Detection('yes', time_s, 0.9)], events).hits == 1
   later = Detection('yes', (blocks + 1) * 0.02, 0.9)

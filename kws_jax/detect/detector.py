@@ -24,7 +24,7 @@ Defaults (20 ms blocks, 1 s windows):
     for about that long. A 300 ms mean keeps most of such a peak's height
     while a one-block spike counts 1/15, and delays a crossing by ~0.15 s
     (at 0.8, 90% of the hits came within 0.37 s of the word's end; evaluation
-    allows 0.5 s). On an hour of ``synth_stream`` with the quickstart model,
+    allows 1 s, as confident models cross 0.999 later). On an hour of ``synth_stream`` with the quickstart model,
     200-400 ms gave the lowest FRR at 20-200 FA/h; 20 ms and >= 500 ms
     (700 ms: FRR 93% at 200 FA/h against 52%) were worse.
   * ``threshold=0.8``: the model must prefer the keyword in most of the last

@@ -5,7 +5,7 @@ record=True)``); each threshold then only re-runs ``detector.trigger`` on
 them, so a sweep of a hundred thresholds costs seconds per hour of audio.
 
 Matching: a detection of word ``w`` at ``t`` matches a ground-truth
-occurrence of ``w`` when ``start_s <= t <= end_s + 0.5 s`` (to within 1 us).
+occurrence of ``w`` when ``start_s <= t <= end_s + 1 s`` (to within 1 us).
 Each occurrence matches at most one detection and each detection at most one
 occurrence; every detection left unmatched is a false accept, every
 occurrence left unmatched a false reject (a miss):
@@ -33,7 +33,13 @@ from kws_jax.data.synth_stream import KeywordEvent
 from kws_jax.detect import detector as detector_lib
 from kws_jax.detect.detector import Detection
 
-TOLERANCE_S = 0.5  # a detection may come this long after the word's end
+# A detection may come this long after the word's end. The smoothed
+# posterior of a confident model crosses a high threshold late: at 0.999, a
+# 2 s-window wake-word model fired a median 0.48 s and a 90th percentile
+# 0.58 s after the end; with 0.5 s, a third of its hits counted as a miss and
+# a false accept. 1 s is also the refractory time: the word stays in the
+# model's window, and may fire, that long.
+TOLERANCE_S = 1.0
 FA_BUDGETS = (0.5, 1.0)  # false accepts per hour, for the FRR summary
 # 0.01 .. 0.99, then finer steps towards 1, where models held to a false
 # accept or two per hour operate.
