@@ -69,6 +69,15 @@ def test_combined_dataset_keeps_every_clip_in_its_split(tmp_path):
   audio.write_wav(b / 'yes' / 'kfffffff_nohash_0.wav', noise)
   assert combine.combine(tmp_path / 'ab', [a, b])[str(b)] == 73
   assert os.path.exists(tmp_path / 'ab' / 'yes' / 'kfffffff_nohash_0.wav')
+  # Moved together with its sources, the combination stays valid.
+  before = splits_of(tmp_path / 'ab')
+  os.makedirs(tmp_path / 'moved')
+  for name in ('a', 'b', 'ab'):
+    os.rename(tmp_path / name, tmp_path / 'moved' / name)
+  moved = tmp_path / 'moved'
+  assert combine.combine(moved / 'ab', [moved / 'a', moved / 'b'])[
+      str(moved / 'b')] == 73
+  assert splits_of(moved / 'ab') == before
 
 
 def test_equal_noise_is_linked_once_and_split_lists_are_merged(tmp_path):

@@ -41,14 +41,17 @@ _FORMAT_VERSION = 1
 
 def _check_out(out_dir: str, sources: list[str]) -> None:
   marker = os.path.join(out_dir, MARKER)
-  wanted = {'format': _FORMAT_VERSION, 'sources': sources}
+  # Relative to out_dir, like the links: a moved workdir stays valid.
+  wanted = {'format': _FORMAT_VERSION,
+            'sources': [os.path.relpath(source, out_dir) for source in sources]}
   if os.path.exists(marker):
     with open(marker, encoding='utf-8') as file:
       found = json.load(file)
     if found != wanted:
       raise ValueError(
-          f'{out_dir} combines {found.get("sources")}, not {sources}; choose '
-          'another --out or remove it')
+          f'{out_dir} combines {found.get("sources")}, not '
+          f'{wanted["sources"]} (relative to it); choose another --out or '
+          'remove it')
   elif os.path.isdir(out_dir) and os.listdir(out_dir):
     raise ValueError(f'{out_dir} exists, is not empty and was not made by '
                      'kws_jax.data.combine; choose another --out')
