@@ -18,7 +18,7 @@ workdir, the steps are
      microphones no training step uses (`render_evaluation_rooms`);
   3. `training_config`: the dense head on the speech embedding with the
      window bank and real-world acoustics; the loop selects the checkpoint by
-     FRR at the target FA/h on the validation streams;
+     recall near the target FA/h on the validation streams (selection.py);
   4. export (kws_jax.export) and 5. `evaluate_streams`: FRR at 0.5, 1 and
      2 FA/h on the evaluation streams, with DET curves.
 
@@ -118,7 +118,8 @@ RECIPES = {
                     evaluation_minutes=20, evaluation_negative_minutes=60,
                     negatives_per_hour=3000, window_fraction=0.5, rooms=100,
                     evaluation_rooms=30, steps='800,400',
-                    learning_rates='0.001,0.0002', eval_step_interval=300),
+                    learning_rates='0.001,0.0002', eval_step_interval=300,
+                    kokoro_per_word=60, kokoro_vocabulary=200),
     # What experiments/RESULTS.md measures.
     'full': Recipe(per_word=2000, vocabulary=3000, per_unknown_word=2,
                    per_near_miss=100, train_stream_minutes=360,
@@ -126,7 +127,8 @@ RECIPES = {
                    evaluation_minutes=60, evaluation_negative_minutes=180,
                    negatives_per_hour=3000, window_fraction=0.5, rooms=300,
                    evaluation_rooms=100, steps='1000,500',
-                   learning_rates='0.001,0.0002', eval_step_interval=250),
+                   learning_rates='0.001,0.0002', eval_step_interval=250,
+                   kokoro_per_word=200, kokoro_vocabulary=600),
     # A check that everything runs, in about two minutes; its numbers mean
     # nothing.
     'tiny': Recipe(per_word=16, vocabulary=60, per_unknown_word=1,
