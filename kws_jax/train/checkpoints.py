@@ -7,13 +7,18 @@ later step, as in kws_streaming): the validation accuracy, or what the
 run's selection says (e.g. the FRR at a target false-accept rate). Orbax writes a checkpoint into a temporary
 directory and renames it when complete, so a run killed while saving leaves
 the previous checkpoints intact; a checkpoint that cannot be read back is
-skipped with a warning in favour of the one before it.
+skipped with a warning in favour of the one before it, and set aside (moved
+to ``checkpoints/unreadable/``, never deleted) when the run resumes from an
+older one. If no checkpoint can be read, ``UnreadableCheckpoints`` is raised:
+a run never starts again from step 0 over checkpoints it could not read, as
+that would discard them.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from typing import Any
 
@@ -29,6 +34,10 @@ def _score(metrics: dict[str, float]) -> float:
                                                 -math.inf)))
 
 
+class UnreadableCheckpoints(ValueError):
+  """Checkpoints exist, but none of them can be read."""
+
+
 class Checkpoints:
   """Saves and restores train states under ``directory``."""
 
@@ -36,18 +45,29 @@ class Checkpoints:
     if max_to_keep < 1:
       raise ValueError(f'train.max_to_keep is {max_to_keep}, expected >= 1.')
     self.directory = os.path.abspath(directory)
+    self._options = {
+        'last': {'max_to_keep': max_to_keep},
+        'best': {'max_to_keep': 1, 'best_fn': _score, 'best_mode': 'max'},
+    }
+    self._last = self._manager('last')
+    self._best = self._manager('best')
+    self.best_score = self._best_score()
 
-    def manager(name, **options):
+  def _manager(self, name: str) -> ocp.CheckpointManager:
+    directory = os.path.join(self.directory, name)
+    try:
       return ocp.CheckpointManager(
-          os.path.join(self.directory, name),
+          directory,
           options=ocp.CheckpointManagerOptions(
               create=True, enable_async_checkpointing=False,
-              cleanup_tmp_directories=True, **options))
-
-    self._last = manager('last', max_to_keep=max_to_keep)
-    self._best = manager('best', max_to_keep=1,
-                         best_fn=_score, best_mode='max')
-    self.best_score = self._best_score()
+              cleanup_tmp_directories=True, **self._options[name]))
+    except Exception as error:  # pylint: disable=broad-exception-caught
+      # E.g. a corrupt metrics file, which orbax reads when it opens.
+      raise UnreadableCheckpoints(
+          f'the checkpoints in {directory} cannot be opened '
+          f'({type(error).__name__}: {error}); nothing was deleted. Restore '
+          'them, use another --workdir, or --overwrite to start again.'
+      ) from error
 
   def _best_score(self) -> float:
     step = self._best.latest_step()
@@ -87,33 +107,76 @@ class Checkpoints:
     self.best_score = self._best_score()
 
   def restore_last(self, target: State) -> State | None:
-    """The newest readable state of ``last/``, or None if there is none."""
-    return self._restore_newest(self._last, target)
+    """The newest readable state of ``last/``; None if ``last/`` is empty.
+
+    Newer steps that cannot be read are moved to ``unreadable/`` (so that the
+    resumed run saves those steps again) with a warning naming the new place.
+
+    Raises:
+      UnreadableCheckpoints: ``last/`` holds steps and none can be read.
+    """
+    state, unreadable = self._restore_newest('last', target)
+    if state is not None and unreadable:
+      for step in unreadable:
+        self._set_aside('last', step)
+      self._last.close()
+      self._last = self._manager('last')
+    return state
 
   def restore_best(self, target: State) -> State | None:
-    """The best state, or None if no evaluation has saved one."""
-    return self._restore_newest(self._best, target)
+    """The best state, or None if no evaluation has saved one.
 
-  def _restore_newest(self, manager: ocp.CheckpointManager,
-                      target: State) -> State | None:
+    Raises:
+      UnreadableCheckpoints: the best checkpoint cannot be read.
+    """
+    return self._restore_newest('best', target)[0]
+
+  def _restore_newest(self, name: str, target: State
+                      ) -> tuple[State | None, list[int]]:
+    """The newest readable state of ``name/`` and the newer unreadable steps."""
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                        sharding=getattr(x, 'sharding', None)),
         target)
+    manager = self._last if name == 'last' else self._best
+    unreadable = []
     for step in sorted(manager.all_steps(), reverse=True):
-      path = os.path.join(str(manager.directory), str(step))
+      path = os.path.join(self.directory, name, str(step))
+      # A fresh manager for every attempt: after one failed restore, an orbax
+      # manager can fail to read every other step too.
+      reader = self._manager(name)
       try:
-        restored = manager.restore(step,
-                                   args=ocp.args.StandardRestore(abstract))
+        restored = reader.restore(step, args=ocp.args.StandardRestore(abstract))
       except Exception as error:  # pylint: disable=broad-exception-caught
         warnings.warn(f'checkpoint {path} cannot be read ({type(error).__name__}'
-                      f': {error}); trying the one before it.', stacklevel=2)
+                      f': {error}); trying the one before it.', stacklevel=3)
+        unreadable.append(step)
         continue
+      finally:
+        reader.close()
       # Orbax returns plain tuples for optax's NamedTuples: restore the
       # target's exact tree structure.
       return jax.tree.unflatten(jax.tree.structure(target),
-                                jax.tree.leaves(restored))
-    return None
+                                jax.tree.leaves(restored)), unreadable
+    if unreadable:
+      raise UnreadableCheckpoints(
+          f'no checkpoint in {os.path.join(self.directory, name)} can be read '
+          f'(steps {", ".join(map(str, sorted(unreadable)))}; see the warnings '
+          'above); nothing was deleted. Restore them, use another --workdir, '
+          'or --overwrite to start again.')
+    return None, unreadable
+
+  def _set_aside(self, name: str, step: int) -> str:
+    """Moves the unreadable ``name/<step>`` to ``unreadable/``; returns where."""
+    source = os.path.join(self.directory, name, str(step))
+    target = os.path.join(self.directory, 'unreadable',
+                          f'{name}_{step}_{time.strftime("%Y%m%d-%H%M%S")}')
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.replace(source, target)
+    warnings.warn(f'unreadable checkpoint {source} moved to {target}; the run '
+                  f'resumes from an earlier step and saves step {step} again.',
+                  stacklevel=3)
+    return target
 
   def close(self) -> None:
     self._last.close()

@@ -59,12 +59,32 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]
 
 
 def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Raises if ``workdir`` holds a run of a different config."""
+  """Raises if ``workdir`` holds a run of a different config.
+
+  A workdir with checkpoints but no readable ``config.json`` is refused too:
+  what trained them is unknown, and resuming could mix two models.
+  """
   path = os.path.join(workdir, 'config.json')
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  holds_checkpoints = any(
+      os.path.isdir(os.path.join(checkpoints, kind)) and
+      any(name.isdigit() for name in os.listdir(os.path.join(checkpoints,
+                                                             kind)))
+      for kind in ('last', 'best'))
   if not os.path.exists(path):
+    if holds_checkpoints:
+      raise ValueError(
+          f'{workdir} holds checkpoints ({checkpoints}) but no config.json, '
+          'so what trained them is unknown; use another --workdir, or '
+          '--overwrite to delete that run and start fresh.')
     return
-  with open(path, encoding='utf-8') as file:
-    saved = json.load(file)
+  try:
+    with open(path, encoding='utf-8') as file:
+      saved = json.load(file)
+  except (OSError, ValueError) as error:
+    raise ValueError(
+        f'{path} cannot be read ({error}); use another --workdir, or '
+        '--overwrite to delete that run and start fresh.') from None
   differences = config_differences(saved, config_to_dict(config))
   if differences:
     raise ValueError(

@@ -1,0 +1,121 @@
+"""Nothing lost, nothing silent: the break-it cases of issue 10, as tests.
+
+Each case was a reproduction that lost a checkpoint or gave a silently wrong
+result; each test failed before its fix.
+"""
+
+import json
+import os
+import shutil
+import warnings
+
+import pytest
+
+from kws_jax.train import train_and_evaluate
+from kws_jax.train.checkpoints import Checkpoints, UnreadableCheckpoints
+from test_train import _state, tiny_config, tiny_data  # pylint: disable=unused-import
+
+
+def _steps(directory):
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+@pytest.fixture(scope='module')
+def finished_run(tiny_data, tmp_path_factory):  # pylint: disable=redefined-outer-name
+  workdir = str(tmp_path_factory.mktemp('finished'))
+  result = train_and_evaluate(tiny_config(tiny_data), workdir, progress=False)
+  return workdir, result
+
+
+def _copy(finished_run, tmp_path):  # pylint: disable=redefined-outer-name
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(finished_run[0], workdir)
+  return workdir
+
+
+@pytest.mark.parametrize('junk', ['empty', 'partial'])
+def test_an_unreadable_newest_step_never_costs_the_best_checkpoint(
+    tiny_data, finished_run, tmp_path, junk):  # pylint: disable=redefined-outer-name
+  workdir = _copy(finished_run, tmp_path)
+  last = os.path.join(workdir, 'checkpoints', 'last')
+  best = os.path.join(workdir, 'checkpoints', 'best')
+  best_before = _steps(best)
+  newest = os.path.join(last, '70')
+  os.makedirs(newest)
+  if junk == 'partial':
+    with open(os.path.join(newest, '_CHECKPOINT_METADATA'), 'w') as file:
+      file.write('{')
+  with pytest.warns(UserWarning, match='moved to .*unreadable'):
+    again = train_and_evaluate(tiny_config(tiny_data), workdir, progress=False)
+  assert again['test_accuracy'] == finished_run[1]['test_accuracy']
+  assert again['best_step'] == finished_run[1]['best_step']
+  assert _steps(best) == best_before
+  assert 70 not in _steps(last)
+  [aside] = os.listdir(os.path.join(workdir, 'checkpoints', 'unreadable'))
+  assert aside.startswith('last_70_')
+
+
+def _garble(step_dir, metrics=False):
+  """Overwrites the payload files of a checkpoint (and its metrics)."""
+  for root, _, files in os.walk(step_dir):
+    for name in files:
+      if name.startswith('_') or name == 'commit_success.txt':
+        continue
+      if ('metrics' in os.path.relpath(root, step_dir)) != metrics:
+        continue
+      with open(os.path.join(root, name), 'wb') as file:
+        file.write(b'\x00garbage')
+
+
+def test_no_readable_checkpoint_refuses_instead_of_starting_over(tmp_path):
+  checkpoints = Checkpoints(str(tmp_path), max_to_keep=3)
+  checkpoints.save_last(_state(1))
+  checkpoints.offer_best(_state(1), 0.5)
+  checkpoints.close()
+  for kind in ('last', 'best'):
+    _garble(tmp_path / kind / '1')
+  reopened = Checkpoints(str(tmp_path), max_to_keep=3)
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', UserWarning)
+    with pytest.raises(UnreadableCheckpoints, match='nothing was deleted'):
+      reopened.restore_last(_state(0))
+    with pytest.raises(UnreadableCheckpoints, match='best can be read'):
+      reopened.restore_best(_state(0))
+  assert _steps(tmp_path / 'last') == [1] and _steps(tmp_path / 'best') == [1]
+  # A corrupt metrics file (read when orbax opens the directory).
+  _garble(tmp_path / 'best' / '1', metrics=True)
+  with pytest.raises(UnreadableCheckpoints, match='best cannot be opened'):
+    Checkpoints(str(tmp_path), max_to_keep=3)
+
+
+def test_an_unreadable_best_keeps_its_accuracy_file(tiny_data, finished_run,
+                                                    tmp_path):  # pylint: disable=redefined-outer-name
+  workdir = _copy(finished_run, tmp_path)
+  best = os.path.join(workdir, 'checkpoints', 'best')
+  [step] = _steps(best)
+  _garble(os.path.join(best, str(step)))
+  accuracy_file = os.path.join(workdir, 'accuracy_best.txt')
+  before = open(accuracy_file).read()
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', UserWarning)
+    with pytest.raises(UnreadableCheckpoints, match='best'):
+      train_and_evaluate(tiny_config(tiny_data), workdir, progress=False)
+  assert open(accuracy_file).read() == before
+  assert _steps(best) == [step]
+
+
+def test_checkpoints_without_a_config_are_refused(tiny_data, finished_run,
+                                                  tmp_path):  # pylint: disable=redefined-outer-name
+  workdir = _copy(finished_run, tmp_path)
+  os.remove(os.path.join(workdir, 'config.json'))
+  config = tiny_config(tiny_data)
+  config.model.cnn_filters = '4,6'  # another model would have come in
+  with pytest.raises(ValueError, match='holds checkpoints .* but no '
+                     'config.json'):
+    train_and_evaluate(config, workdir, progress=False)
+  with open(os.path.join(workdir, 'config.json'), 'w') as file:
+    file.write('{"model": ')  # cut short
+  with pytest.raises(ValueError, match='config.json cannot be read'):
+    train_and_evaluate(config, workdir, progress=False)
+  assert _steps(os.path.join(workdir, 'checkpoints', 'best'))
+  json.dumps(finished_run[1])  # the finished run's result is untouched
