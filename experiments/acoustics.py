@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from experiments import negatives
+from experiments import negatives, wakeword_checkpoints
 from kws_jax import cli
 from kws_jax import heldout
 from kws_jax.atomic import atomic_write
@@ -105,14 +105,8 @@ def stream_frr(workdir: str, name: str, streams) -> dict:
 
 
 def frr_cells(report: dict) -> list[str]:
-  points = [metrics.OperatingPoint(**{k: p[k] for k in (
-      'threshold', 'detections', 'false_accepts', 'misses', 'occurrences',
-      'hours')}) for p in report['points']]
-  cells = []
-  for budget in BUDGETS:
-    best = metrics.frr_at(points, budget)
-    cells.append('–' if best is None else f'{best.frr:.1%}')
-  return cells
+  points = [metrics.OperatingPoint.from_dict(p) for p in report['points']]
+  return wakeword_checkpoints.frr_cells(points, BUDGETS)
 
 
 def main() -> None:

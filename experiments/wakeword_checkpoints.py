@@ -42,10 +42,28 @@ def evaluate(run: str, which: str, name: str, paths: list[str]) -> list:
         smoothing_ms=point['smoothing_ms'])
     write_json(path, report)
   with open(path, encoding='utf-8') as file:
-    points = json.load(file)['points']
-  fields = ('threshold', 'detections', 'false_accepts', 'misses',
-            'occurrences', 'hours')
-  return [metrics.OperatingPoint(**{k: p[k] for k in fields}) for p in points]
+    return [metrics.OperatingPoint.from_dict(p)
+            for p in json.load(file)['points']]
+
+
+def evaluation_sets(run: str) -> dict[str, list[str]]:
+  """The held-out streams of a wake-word run: clean and in unseen rooms."""
+  from kws_jax.wakeword import recipe as recipe_lib  # pylint: disable=g-import-not-at-top
+  layout = recipe_lib.Layout(run)
+  return {'clean': [layout.stream('evaluation'),
+                    layout.stream('evaluation_negative')],
+          'rooms': [layout.stream('evaluation_rooms'),
+                    layout.stream('evaluation_negative_rooms')]}
+
+
+def frr_cells(points: list, budgets=BUDGETS) -> list[str]:
+  """FRR at each budget as table cells ('–' where no threshold reaches it)."""
+  from kws_jax.detect import metrics  # pylint: disable=g-import-not-at-top
+  cells = []
+  for budget in budgets:
+    best = metrics.frr_at(points, budget)
+    cells.append('–' if best is None else f'{best.frr:.1%}')
+  return cells
 
 
 def main() -> None:
@@ -53,24 +71,13 @@ def main() -> None:
   parser.add_argument('runs', nargs='+', help='wake-word workdirs')
   args = parser.parse_args()
   cli.configure_xla_cpu()
-  from kws_jax.detect import metrics  # pylint: disable=g-import-not-at-top
-  from kws_jax.wakeword import recipe as recipe_lib  # pylint: disable=g-import-not-at-top
   print('\n| run | weights | streams | ' + ' | '.join(
       f'FRR at {b:g} FA/h' for b in BUDGETS) + ' |')
   print('|---|---|---|' + '---:|' * len(BUDGETS))
   for run in args.runs:
-    layout = recipe_lib.Layout(run)
-    sets = {'clean': [layout.stream('evaluation'),
-                      layout.stream('evaluation_negative')],
-            'rooms': [layout.stream('evaluation_rooms'),
-                      layout.stream('evaluation_negative_rooms')]}
     for which in ('best', 'last'):
-      for name, paths in sets.items():
-        points = evaluate(run, which, name, paths)
-        cells = []
-        for budget in BUDGETS:
-          best = metrics.frr_at(points, budget)
-          cells.append('–' if best is None else f'{best.frr:.1%}')
+      for name, paths in evaluation_sets(run).items():
+        cells = frr_cells(evaluate(run, which, name, paths))
         print(f'| {os.path.basename(os.path.normpath(run))} | {which} | '
               f'{name} | ' + ' | '.join(cells) + ' |', flush=True)
 

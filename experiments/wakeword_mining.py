@@ -26,13 +26,14 @@ from kws_jax import cli
 from kws_jax import config as kws_config
 from kws_jax.data import synth_stream
 from kws_jax.data import windows as windows_lib
-from kws_jax.detect import metrics
 from kws_jax.detect.runners import read_labels
 from kws_jax.models import build_model
 from kws_jax.train import load_run, train_and_evaluate
 from kws_jax.wakeword import mining, selection
 from kws_jax.wakeword import recipe as recipe_lib
 from kws_jax.wakeword import streams as streams_lib
+
+from experiments import wakeword_checkpoints
 
 MINING_SEED = 1500  # the training role's range, used by no stream_plan
 BUDGETS = (1.0, 2.0, 5.0, 10.0, 100.0)
@@ -88,27 +89,6 @@ def retrain(workdir: str, bank: str) -> str:
   return target
 
 
-def evaluation(run: str, layout: recipe_lib.Layout, name: str,
-               paths: list[str]) -> list[metrics.OperatingPoint]:
-  path = os.path.join(run, 'stream_eval', f'mining_{name}.json')
-  if not os.path.exists(path):
-    _, model, params = load_run(run, 'best')
-    point = selection.read_operating_point(run)
-    report = recipe_lib.evaluate_streams(
-        model, params, read_labels(run, model.label_count), paths,
-        os.path.join(run, 'stream_eval', f'mining_{name}_det.png'),
-        f'{os.path.basename(run)}: {name}',
-        smoothing_ms=point['smoothing_ms'])
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as file:
-      json.dump(report, file)
-  with open(path, encoding='utf-8') as file:
-    points = json.load(file)['points']
-  return [metrics.OperatingPoint(**{k: p[k] for k in (
-      'threshold', 'detections', 'false_accepts', 'misses', 'occurrences',
-      'hours')}) for p in points]
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', required=True)
@@ -120,23 +100,15 @@ def main() -> None:
   layout = recipe_lib.Layout(args.workdir)
   bank = mined_bank(args.workdir, layout, args.minutes, args.threshold)
   mined = retrain(args.workdir, bank)
-  sets = {'clean': [layout.stream('evaluation'),
-                    layout.stream('evaluation_negative')],
-          'rooms': [layout.stream('evaluation_rooms'),
-                    layout.stream('evaluation_negative_rooms')]}
   print('\n| run | streams | ' + ' | '.join(f'FRR at {b:g} FA/h'
                                             for b in BUDGETS) + ' |')
   print('|---|---|' + '---:|' * len(BUDGETS))
   for run in (args.workdir, mined):
-    for name, paths in sets.items():
-      points = evaluation(run, layout, name, paths)
-      cells = []
-      for budget in BUDGETS:
-        best = metrics.frr_at(points, budget)
-        cells.append('–' if best is None else f'{best.frr:.1%}')
+    for name, paths in wakeword_checkpoints.evaluation_sets(run).items():
+      points = wakeword_checkpoints.evaluate(run, 'best', name, paths)
+      cells = wakeword_checkpoints.frr_cells(points, BUDGETS)
       print(f'| {os.path.basename(run)} | {name} | ' + ' | '.join(cells) +
             ' |')
-
 
 if __name__ == '__main__':
   main()

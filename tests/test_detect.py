@@ -564,3 +564,10 @@ def test_cli_detects_and_evaluates(tmp_path, capsys):
   assert all(p['occurrences'] == 5 for p in report['points'])
   assert (out / 'det_curve.png').exists()
   assert (out / 'streaming_eval.csv').exists()
+
+
+def test_operating_point_round_trips_through_its_dict():
+  point = metrics.OperatingPoint(0.9, 7, 2, 3, 8, 0.5)
+  row = point.as_dict()
+  assert (row['frr'], row['fa_per_hour']) == (3 / 8, 4.0)
+  assert metrics.OperatingPoint.from_dict(row) == point

@@ -21,6 +21,7 @@ import heapq
 import os
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -112,6 +113,11 @@ class OperatingPoint:
   def as_dict(self) -> dict[str, float]:
     return {**dataclasses.asdict(self), 'frr': self.frr,
             'fa_per_hour': self.fa_per_hour}
+
+  @classmethod
+  def from_dict(cls, row: dict[str, Any]) -> 'OperatingPoint':
+    """The inverse of ``as_dict`` (derived keys are ignored)."""
+    return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
 
 
 def detections_at(smoothed: np.ndarray, labels: Sequence[str],
