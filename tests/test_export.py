@@ -147,6 +147,12 @@ def test_bad_inputs_and_states_are_named(exported):
   runner.states['state_conv2d_0'] = np.zeros((1, 2, 20, 1), np.float32)
   with pytest.raises(ValueError, match=r"'state_conv2d_0' has shape"):
     runner(np.zeros((1, 320), np.float32))
+  runner.reset()
+  for dtype in (np.int16, np.int32, np.complex64, bool):
+    with pytest.raises(ValueError, match=f"'audio' has dtype {np.dtype(dtype)}"
+                       r', expected a float array'):
+      runner(np.zeros((1, 320), dtype))
+  runner(np.zeros((1, 320), np.float64))  # floats of any width are fine
 
 
 def test_workdir_without_a_run_is_refused(tmp_path):
@@ -166,6 +172,11 @@ def test_tflite_runner_streams_like_the_jax_runner(exported, tmp_path):
   for block in audio:
     np.testing.assert_allclose(tflite_runner(block), jax_runner(block),
                                atol=1e-4)
+  int16 = (audio[0] * 32767).astype(np.int16)
+  for runner in (tflite_runner, jax_runner):
+    with pytest.raises(ValueError, match=r'dtype int16, expected \(320,\) '
+                       'float'):
+      runner(int16)
   with pytest.raises(FileNotFoundError, match='manifest.json'):
     orphan = tmp_path / 'a' / 'model.tflite'
     orphan.parent.mkdir()

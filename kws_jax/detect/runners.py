@@ -163,10 +163,14 @@ class TfliteRunner:
       self._frontend_state = self._frontend.init_state(1)
 
   def __call__(self, block: np.ndarray) -> np.ndarray:
-    block = np.asarray(block, np.float32)
-    if block.shape != (self.block_samples,):
-      raise ValueError(f'audio block of shape {block.shape}, expected '
-                       f'({self.block_samples},).')
+    block = np.asarray(block)
+    if block.shape != (self.block_samples,) or not np.issubdtype(
+        block.dtype, np.floating):
+      raise ValueError(
+          f'audio block of shape {block.shape} and dtype {block.dtype}, '
+          f'expected ({self.block_samples},) float (in [-1, 1]; int16 '
+          'samples divided by 32768).')
+    block = block.astype(np.float32, copy=False)
     if self._frontend is None:
       return self._model(block[None])
     stride = self._frontend.stride_samples

@@ -36,6 +36,12 @@ class _Signature:
     if value.shape != shape:
       raise ValueError(f'TFLite input {name!r} has shape {value.shape}, '
                        f'expected {shape}.')
+    if np.issubdtype(dtype, np.floating) and not np.issubdtype(
+        value.dtype, np.floating):
+      # Casting int16 samples would feed values 32768 times too large.
+      raise ValueError(
+          f'TFLite input {name!r} has dtype {value.dtype}, expected a float '
+          'array (audio in [-1, 1]: int16 samples divided by 32768).')
     return value.astype(dtype, copy=False)
 
 
