@@ -191,3 +191,24 @@ def test_running_exported_models_imports_no_tensorflow():
           'kws_jax.export.TfliteStreaming; '
           'sys.exit("tensorflow" in sys.modules)')
   assert subprocess.run([sys.executable, '-c', code]).returncode == 0
+
+
+def test_a_model_file_that_its_manifest_does_not_describe_is_refused(
+    exported, tmp_path):
+  """A killed or repeated export must not pair old labels with a new model."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from kws_jax.detect import TfliteRunner  # pylint: disable=g-import-not-at-top
+  workdir, manifest = exported
+  assert all(len(entry['sha256']) == 64 for entry in manifest['tflite'].values())
+  copy = tmp_path / 'export'
+  shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns('checkpoints'))
+  external = _path(str(copy), 'tflite_stream_state_external')
+  TfliteRunner(external)  # as exported: fine
+  shutil.copy(_path(str(copy), 'quantize_int8_tflite_stream_state_external'),
+              external)  # another model's bytes under this name
+  with pytest.raises(ValueError, match='does not match .*manifest.json'):
+    TfliteRunner(external)
+  stray = copy / 'tflite_stream_state_external' / 'other.tflite'
+  shutil.copy(_path(str(copy), 'tflite_stream_state_internal'), stray)
+  with pytest.raises(ValueError, match='is not among the models'):
+    TfliteRunner(str(stray))

@@ -120,6 +120,38 @@ class JaxRunner:
     return np.asarray(logits)
 
 
+def check_manifest_entry(manifest: dict, manifest_path: str, path: str) -> None:
+  """Refuses a model file that ``manifest.json`` does not describe.
+
+  The export records each file's SHA-256; an export killed midway, or run
+  again over an older one, may leave a manifest beside model files it does
+  not describe (labels in another order, another label count).
+
+  Raises:
+    ValueError: the file is not in the manifest, or its bytes differ.
+  """
+  import hashlib  # pylint: disable=g-import-not-at-top
+  export_dir = os.path.dirname(manifest_path)
+  name = os.path.relpath(os.path.abspath(path), export_dir)
+  entries = {entry['file']: entry
+             for entry in manifest.get('tflite', {}).values()}
+  if name not in entries:
+    raise ValueError(f'{path} is not among the models of {manifest_path} '
+                     f'({", ".join(sorted(entries)) or "none"}); export '
+                     'again: python -m kws_jax.export --workdir ...')
+  expected = entries[name].get('sha256')
+  if expected is None:
+    return  # a manifest written before checksums: nothing to compare
+  with open(path, 'rb') as file:
+    actual = hashlib.sha256(file.read()).hexdigest()
+  if actual != expected:
+    raise ValueError(
+        f'{path} does not match {manifest_path} (SHA-256 {actual[:12]}..., '
+        f'the manifest has {expected[:12]}...): an export was interrupted or '
+        'repeated over another; export again: python -m kws_jax.export '
+        '--workdir ...')
+
+
 class TfliteRunner:
   """Streams an exported streaming ``.tflite`` (external or internal state).
 
@@ -144,6 +176,7 @@ class TfliteRunner:
           'folder.')
     with open(manifest_path, encoding='utf-8') as file:
       manifest = json.load(file)
+    check_manifest_entry(manifest, manifest_path, path)
     self._model = TfliteStreaming(path)
     self.labels = tuple(manifest['labels'])
     self.sample_rate = int(manifest['sample_rate'])

@@ -32,6 +32,7 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import dataclasses
+import hashlib
 import json
 import multiprocessing
 import os
@@ -242,7 +243,10 @@ def _describe(folder: str, form: str, path: str, flatbuffer: bytes,
          f'{summary}\nTFLite {os.path.basename(path)}: {len(flatbuffer):,} '
          f'bytes, builtin ops: {", ".join(ops)}\n')
   return {'file': os.path.relpath(path, os.path.dirname(directory)),
-          'bytes': len(flatbuffer), 'form': form,
+          'bytes': len(flatbuffer),
+          # Ties the file to this manifest: runners refuse a mismatch (a
+          # killed or repeated export may leave one beside the other).
+          'sha256': hashlib.sha256(flatbuffer).hexdigest(), 'form': form,
           'quantization': TFLITE_MODELS[folder][2], 'ops': ops}
 
 
