@@ -72,7 +72,8 @@ def load_heldout(config, data_dir: str) -> data.SpeechCommands:
       data_dir, wanted_words=wanted_words(config),
       silence_percentage=cfg.silence_percentage,
       unknown_percentage=cfg.unknown_percentage,
-      validation_percentage=0.0, testing_percentage=0.0, split_data=True)
+      validation_percentage=0.0, testing_percentage=0.0, split_data=True,
+      sample_rate=int(cfg.sample_rate))
 
 
 def evaluate_heldout(model: Model, params: Any, config,

@@ -119,3 +119,14 @@ def test_checkpoints_without_a_config_are_refused(tiny_data, finished_run,
     train_and_evaluate(config, workdir, progress=False)
   assert _steps(os.path.join(workdir, 'checkpoints', 'best'))
   json.dumps(finished_run[1])  # the finished run's result is untouched
+
+
+def test_clips_at_another_rate_than_the_config_are_refused(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
+  config = tiny_config(tiny_data)
+  config.data.sample_rate = 8000
+  config.frontend.mel_upper_edge_hertz = 3800.0  # below 8 kHz Nyquist
+  workdir = tmp_path / 'run'
+  with pytest.raises(ValueError, match=r'clips in .* are not at '
+                     r'data.sample_rate=8000 Hz \(found 16000 Hz: \d+'):
+    train_and_evaluate(config, str(workdir), progress=False)
+  assert not workdir.exists()  # refused before anything was written

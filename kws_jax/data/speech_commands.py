@@ -138,27 +138,46 @@ def _find_wavs(directory: str) -> dict[str, list[str]]:
   return by_word
 
 
-def _drop_unreadable(by_word: dict[str, list[str]]) -> list[str]:
-  """Removes files whose header fails audio.probe_wav; returns them, sorted."""
+def _drop_unreadable(by_word: dict[str, list[str]], data_dir: str,
+                     sample_rate: int | None = None) -> list[str]:
+  """Removes files whose header fails audio.probe_wav; returns them, sorted.
+
+  Raises:
+    ValueError: ``sample_rate`` is given and readable clips have another
+      rate (they would be cut to the model's sample count, not resampled).
+  """
   paths = [path for word_paths in by_word.values() for path in word_paths]
 
-  def is_bad(path: str) -> bool:
+  def rate_of(path: str) -> int | None:
     try:
-      audio.probe_wav(path)
+      return audio.probe_wav(path).sample_rate
     except (OSError, ValueError):
-      return True
-    return False
+      return None
 
   # Header reads are I/O bound: threads overlap them.
   with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-    bad = {
-        path
-        for path, failed in zip(paths, pool.map(is_bad, paths, chunksize=256))
-        if failed
-    }
+    rates = dict(zip(paths, pool.map(rate_of, paths, chunksize=256)))
+  bad = {path for path, rate in rates.items() if rate is None}
+  if sample_rate is not None:
+    _check_sample_rates(data_dir, {p: r for p, r in rates.items()
+                                   if r is not None}, sample_rate)
   for word in by_word:
     by_word[word] = [path for path in by_word[word] if path not in bad]
   return sorted(bad)
+
+
+def _check_sample_rates(data_dir: str, rates: dict[str, int],
+                        sample_rate: int) -> None:
+  other = sorted(path for path, rate in rates.items() if rate != sample_rate)
+  if not other:
+    return
+  found = collections.Counter(rates[path] for path in other)
+  raise ValueError(
+      f'{len(other)} of {len(rates)} clips in {data_dir} are not at '
+      f'data.sample_rate={sample_rate} Hz (found '
+      + ', '.join(f'{rate} Hz: {count}' for rate, count in sorted(
+          found.items())) + f'; e.g. {other[0]}); resample the dataset or set '
+      'data.sample_rate to its rate')
 
 
 def _warn_skipped(skipped: Sequence[str]) -> None:
@@ -247,6 +266,7 @@ def load_speech_commands(
     split_data: bool = True,
     use_split_lists: bool = False,
     check_files: bool = True,
+    sample_rate: int | None = None,
 ) -> SpeechCommands:
   """Indexes a Speech Commands-style directory into labelled splits.
 
@@ -264,6 +284,8 @@ def load_speech_commands(
       for v0.02 they agree with the hash rule).
     check_files: Read every WAV header and leave out unreadable files, with
       one warning that lists them.
+    sample_rate: With check_files, the rate every clip must have (the
+      config's ``data.sample_rate``); None: not checked.
 
   Returns:
     A SpeechCommands index; no audio is loaded.
@@ -271,7 +293,8 @@ def load_speech_commands(
   Raises:
     FileNotFoundError: data_dir (or a split folder) does not exist.
     ValueError: no audio, a wanted word without readable clips, an empty
-      split, or (split_data=False) a word folder that is not wanted.
+      split, clips at another rate than ``sample_rate``, or
+      (split_data=False) a word folder that is not wanted.
   """
   data_dir = os.fspath(data_dir)
   if not os.path.isdir(data_dir):
@@ -293,8 +316,9 @@ def load_speech_commands(
         testing_percentage=testing_percentage,
         use_split_lists=use_split_lists,
         check_files=check_files,
+        sample_rate=sample_rate,
     )
-  return _load_presplit(data_dir, wanted_words, check_files)
+  return _load_presplit(data_dir, wanted_words, check_files, sample_rate)
 
 
 def _load_pooled(
@@ -307,6 +331,7 @@ def _load_pooled(
     testing_percentage: float,
     use_split_lists: bool,
     check_files: bool,
+    sample_rate: int | None,
 ) -> SpeechCommands:
   """split_data=True: one pool of word folders, split by which_set."""
   for name, value in (
@@ -331,7 +356,8 @@ def _load_pooled(
           f'wanted_words must not contain {reserved!r}; it is added as label'
       )
   by_word = _find_wavs(data_dir)
-  skipped = _drop_unreadable(by_word) if check_files else []
+  skipped = (_drop_unreadable(by_word, data_dir, sample_rate) if check_files
+             else [])
   _warn_skipped(skipped)
   _check_wanted_words(data_dir, by_word, wanted_words, skipped)
   list_splits = _read_split_lists(data_dir) if use_split_lists else None
@@ -404,7 +430,8 @@ def _warn_missing_words(
 
 
 def _load_presplit(
-    data_dir: str, wanted_words: tuple[str, ...], check_files: bool
+    data_dir: str, wanted_words: tuple[str, ...], check_files: bool,
+    sample_rate: int | None = None
 ) -> SpeechCommands:
   word_index = {word: index for index, word in enumerate(wanted_words)}
   rng = random.Random(UNKNOWN_SAMPLE_SEED)
@@ -417,7 +444,8 @@ def _load_presplit(
           f'split_data=False needs the folder {directory}, which does not exist'
       )
     by_word = _find_wavs(directory)
-    skipped = _drop_unreadable(by_word) if check_files else []
+    skipped = (_drop_unreadable(by_word, directory, sample_rate)
+               if check_files else [])
     all_skipped += skipped
     _check_wanted_words(directory, by_word, wanted_words, skipped)
     unexpected = sorted(word for word in by_word if word not in word_index)

@@ -83,7 +83,7 @@ def load_dataset(config: ml_collections.ConfigDict) -> data.SpeechCommands:
       unknown_percentage=cfg.unknown_percentage,
       validation_percentage=cfg.validation_percentage,
       testing_percentage=cfg.testing_percentage,
-      split_data=bool(cfg.split_data))
+      split_data=bool(cfg.split_data), sample_rate=int(cfg.sample_rate))
 
 
 def load_window_banks(config: ml_collections.ConfigDict
