@@ -130,3 +130,23 @@ def test_clips_at_another_rate_than_the_config_are_refused(tiny_data, tmp_path):
                      r'data.sample_rate=8000 Hz \(found 16000 Hz: \d+'):
     train_and_evaluate(config, str(workdir), progress=False)
   assert not workdir.exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('data.resample', 1.5, 'data.resample is 1.5, expected 0 <= resample'),
+    ('data.background_frequency', 2.0, 'data.background_frequency is 2.0'),
+    ('data.time_shift_ms', -10.0, 'data.time_shift_ms is -10.0'),
+    ('data.volume_resample', float('nan'), 'data.volume_resample is nan'),
+    ('train.seed', -1, 'train.seed is -1, expected 0 <= seed'),
+    ('schedule.learning_rate', '1e999,0.001',
+     'expected positive, finite rates'),
+])
+def test_nonsense_settings_are_refused_before_the_workdir_exists(
+    tiny_data, tmp_path, field, value, message):  # pylint: disable=redefined-outer-name
+  config = tiny_config(tiny_data)
+  section, name = field.split('.')
+  setattr(config[section], name, value)
+  workdir = tmp_path / 'run'
+  with pytest.raises(ValueError, match=message):
+    train_and_evaluate(config, str(workdir), progress=False)
+  assert not workdir.exists()

@@ -31,6 +31,7 @@ batch), independently per example, as in the SpecAugment paper.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,6 +47,18 @@ class AudioAugmentation:
   resample: float = 0.15
   volume_resample: float = 0.0
   sample_rate: int = 16000
+
+  def __post_init__(self):
+    # Named as the config's data.* fields that set them.
+    for name, low, high in (('background_frequency', 0.0, 1.0),
+                            ('background_volume', 0.0, math.inf),
+                            ('time_shift_ms', 0.0, math.inf),
+                            ('resample', 0.0, 0.99),
+                            ('volume_resample', 0.0, 1.0)):
+      value = getattr(self, name)
+      if not low <= value <= high:  # NaN fails too
+        raise ValueError(f'data.{name} is {value}, expected {low:g} <= '
+                         f'{name} <= {high:g}')
 
   @property
   def time_shift_samples(self) -> int:

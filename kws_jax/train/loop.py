@@ -70,8 +70,16 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if train.checkpoint_every < 0:
     raise ValueError(f'train.checkpoint_every is {train.checkpoint_every}, '
                      'expected >= 0 (0: at every evaluation).')
+  if not 0 <= train.seed < 2**32:
+    raise ValueError(f'train.seed is {train.seed}, expected 0 <= seed < 2**32.')
   kws_config.clip_layout(config)
   acoustics_settings(config)
+  cfg = config.data
+  data.AudioAugmentation(  # checks the augmentation's ranges
+      background_frequency=cfg.background_frequency,
+      background_volume=cfg.background_volume,
+      time_shift_ms=cfg.time_shift_ms, resample=cfg.resample,
+      volume_resample=cfg.volume_resample, sample_rate=cfg.sample_rate)
 
 
 def load_dataset(config: ml_collections.ConfigDict) -> data.SpeechCommands:

@@ -26,9 +26,9 @@ def schedule_phases(config: ml_collections.ConfigDict
     raise ValueError(f'schedule.how_many_training_steps is '
                      f'{config.how_many_training_steps!r}, expected positive '
                      'step counts.')
-  if any(r <= 0 for r in rates):
+  if any(not 0 < r < math.inf for r in rates):
     raise ValueError(f'schedule.learning_rate is {config.learning_rate!r}, '
-                     'expected positive rates.')
+                     'expected positive, finite rates.')
   return steps, rates
 
 
