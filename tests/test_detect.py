@@ -301,6 +301,11 @@ def test_push_detector_equals_the_sweep_on_recorded_posteriors(threshold):
     ({'threshold': 1.5}, 'threshold is 1.5'),
     ({'smoothing_ms': 5}, 'smoothing_ms is 5 ms = 0 blocks'),
     ({'refractory_ms': 0}, 'refractory_ms is 0 ms = 0 blocks'),
+    ({'smoothing_ms': float('nan')}, 'smoothing_ms is nan ms, expected 0 to'),
+    ({'smoothing_ms': float('inf')}, 'smoothing_ms is inf ms'),
+    ({'smoothing_ms': 1e12}, 'smoothing_ms is 1e[+]12 ms'),
+    ({'refractory_ms': float('inf')}, 'refractory_ms is inf ms'),
+    ({'smoothing_ms': -300}, 'smoothing_ms is -300 ms'),
 ])
 def test_detector_settings_are_checked(kwargs, fragment):
   with pytest.raises(ValueError, match=fragment):
@@ -564,6 +569,12 @@ def test_cli_detects_and_evaluates(tmp_path, capsys):
   assert all(p['occurrences'] == 5 for p in report['points'])
   assert (out / 'det_curve.png').exists()
   assert (out / 'streaming_eval.csv').exists()
+  # Ground truth of words the model does not spot: refused, not "FRR 0%".
+  other = tmp_path / 'other.csv'
+  other.write_text('word,start_s,end_s\nbanana,1.0,1.5\n')
+  with pytest.raises(SystemExit, match='none of which the model spots'):
+    detect_main.main(['--workdir', workdir, '--wav', wav, '--labels-csv',
+                      str(other), '--out', str(tmp_path / 'eval2')])
 
 
 def test_operating_point_round_trips_through_its_dict():

@@ -80,6 +80,14 @@ def run(args: argparse.Namespace) -> None:
     if not os.path.isfile(args.model):
       raise FileNotFoundError(f'{args.model}: no such model file')
     runner = runners.tflite_runner(args.model)
+  if events:
+    spotted = [runner.labels[i]
+               for i in detector_lib.keyword_indices(runner.labels)]
+    if not set(spotted) & {event.word for event in events}:
+      raise ValueError(
+          f'{args.labels_csv} names {", ".join(sorted({e.word for e in events}))}'
+          f', none of which the model spots ({", ".join(spotted)}): its FRR '
+          'would be measured on 0 keywords')
   detector = detector_lib.Detector(
       runner, threshold=args.threshold, smoothing_ms=args.smoothing_ms,
       refractory_ms=args.refractory_ms, record=events is not None)

@@ -205,13 +205,22 @@ def keyword_indices(labels: Sequence[str]) -> np.ndarray:
   return indices
 
 
+# Longer smoothing or refractory windows than a minute are no detector's: the
+# bound keeps a typo (1e12) from allocating terabytes.
+MAX_MILLISECONDS = 60_000.0
+
+
 def milliseconds_to_blocks(name: str, milliseconds: float, block_s: float,
                            minimum: int) -> int:
   """``milliseconds`` rounded to whole blocks of ``block_s`` seconds.
 
   Raises:
-    ValueError: the result is below ``minimum``; the message names ``name``.
+    ValueError: not a finite number of at most ``MAX_MILLISECONDS``, or the
+      result is below ``minimum``; the message names ``name``.
   """
+  if not 0 <= milliseconds <= MAX_MILLISECONDS:  # NaN fails too
+    raise ValueError(f'{name} is {milliseconds:g} ms, expected 0 to '
+                     f'{MAX_MILLISECONDS:g} ms.')
   count = int(round(milliseconds / 1000 / block_s))
   if count < minimum:
     raise ValueError(f'{name} is {milliseconds:g} ms = {count} blocks of '
