@@ -150,3 +150,15 @@ def test_nonsense_settings_are_refused_before_the_workdir_exists(
   with pytest.raises(ValueError, match=message):
     train_and_evaluate(config, str(workdir), progress=False)
   assert not workdir.exists()
+
+
+def test_running_a_finished_run_again_logs_one_test_row(tiny_data,
+                                                       finished_run, tmp_path):  # pylint: disable=redefined-outer-name
+  workdir = _copy(finished_run, tmp_path)
+  path = os.path.join(workdir, 'metrics.jsonl')
+  before = open(path).read()
+  for _ in range(2):
+    train_and_evaluate(tiny_config(tiny_data), workdir, progress=False)
+  rows = [json.loads(line) for line in open(path)]
+  assert [r['split'] for r in rows].count('test') == 1
+  assert open(path).read() == before

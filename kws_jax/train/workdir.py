@@ -109,8 +109,9 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict,
 class MetricsLog:
   """``metrics.jsonl``: rows ``{"step", "split", <metric>: value, ...}``.
 
-  A resumed run first drops the rows logged after its checkpoint, so the file
-  reads as one uninterrupted run.
+  A resumed run first drops the rows logged after its checkpoint, and the
+  ``test`` row (every run logs it once, at its end), so the file reads as
+  one uninterrupted run however often the command ran.
   """
 
   def __init__(self, path: str, resume_step: int):
@@ -126,7 +127,7 @@ class MetricsLog:
             row = json.loads(line)
           except json.JSONDecodeError:
             continue  # a line cut short by a crash
-          if row.get('step', 0) <= resume_step:
+          if row.get('step', 0) <= resume_step and row.get('split') != 'test':
             self.rows.append(row)
     self._rewrite()
 
