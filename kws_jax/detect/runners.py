@@ -8,6 +8,7 @@ care which form of the model they stream.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from typing import Any, Protocol
 
@@ -130,7 +131,6 @@ def check_manifest_entry(manifest: dict, manifest_path: str, path: str) -> None:
   Raises:
     ValueError: the file is not in the manifest, or its bytes differ.
   """
-  import hashlib  # pylint: disable=g-import-not-at-top
   export_dir = os.path.dirname(manifest_path)
   name = os.path.relpath(os.path.abspath(path), export_dir)
   entries = {entry['file']: entry

@@ -133,7 +133,7 @@ def main(argv: list[str]) -> None:
             'the near-misses and '
             f'{recipe.kokoro_vocabulary} frequent words, styles '
             f'{", ".join(recipe_lib.training_kokoro_styles())} (about '
-            '0.4 s per clip; cached)')
+            '0.25 s per clip; cached)')
     recipe_lib.make_kokoro_clips(keywords, recipe, layout, vocab)
 
     _step(2, f'streams in {layout.streams}: training windows, validation, '

