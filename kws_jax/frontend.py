@@ -236,12 +236,26 @@ class MfccFrontend(base.Layer):
       magnitude = jnp.sqrt(jnp.maximum(power, jnp.finfo(power.dtype).tiny))
     mel = self._matmul(magnitude, tables.mel.astype(dtype))
     log_mel = jnp.log(jnp.maximum(mel, self.log_epsilon))
-    if not self.dct_num_features:
-      return log_mel
-    return self._matmul(log_mel, tables.dct.astype(dtype))
+    features = (self._matmul(log_mel, tables.dct.astype(dtype))
+                if self.dct_num_features else log_mel)
+    return features + _non_finite_to_nan(frames)
 
   def _matmul(self, x: Array, matrix: np.ndarray) -> Array:
     return blocked_matmul(x, matrix, self.max_weight_block)
+
+
+def _non_finite_to_nan(frames: Array) -> Array:
+  """``[..., window]`` -> ``[..., 1]``: 0 where a window is finite, else NaN.
+
+  Added to the features, it makes a window with a NaN or infinite sample give
+  NaN features whatever the compiler does with ``maximum(NaN, x)`` (XLA
+  propagates the NaN; YNNPACK's fused kernels return ``x``, which would turn
+  a broken input into plausible features). ``s - s`` is 0 for a finite sum
+  and NaN for an infinite or NaN one; it needs no NaN constant, which keeps
+  quantized exports simple.
+  """
+  total = jnp.sum(frames, axis=-1, keepdims=True)
+  return total - total
 
 
 def frame_signal(audio: Array, frames: int, window: int, stride: int) -> Array:

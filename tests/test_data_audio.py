@@ -248,3 +248,53 @@ def test_missing_file(tmp_path):
   path = str(tmp_path / 'nowhere.wav')
   with pytest.raises(FileNotFoundError, match='nowhere.wav'):
     audio.read_wav(path)
+
+
+def _with_rate(content: bytes, rate: int) -> bytes:
+  start = content.index(b'fmt ') + 12
+  return content[:start] + rate.to_bytes(4, 'little') + content[start + 4:]
+
+
+@pytest.mark.parametrize('rate', [1, 999, 10**9])
+def test_absurd_header_rates_are_refused(tmp_path, rate):
+  path = write_bytes(tmp_path / 'odd.wav', _with_rate(GOOD, rate))
+  with pytest.raises(audio.AudioFileError,
+                     match=f'sample rate {rate} Hz .expected 1000-768000'):
+    audio.read_wav(path)
+
+
+@pytest.mark.parametrize('size', [0, 0xFFFFFFFF])
+def test_streamed_header_sizes_read_to_the_end_of_the_file(tmp_path, size):
+  samples = sine(440, 16000, 0.1)[:, None]
+  content = wav_bytes(samples, 16000, 'pcm16')
+  at = content.index(b'data') + 4
+  streamed = (b'RIFF' + (0xFFFFFFFF).to_bytes(4, 'little') + content[8:at] +
+              size.to_bytes(4, 'little') + content[at + 4:] + b'\x00')
+  path = write_bytes(tmp_path / 'streamed.wav', streamed)
+  # The odd trailing byte is half a frame: not a sample.
+  assert audio.probe_wav(path).num_frames == len(samples)
+  np.testing.assert_allclose(audio.read_wav(path), samples[:, 0], atol=1e-4)
+
+
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_non_finite_float_samples_are_refused_naming_the_time(tmp_path, bad):
+  samples = sine(440, 16000, 0.5)
+  samples[4000] = bad
+  path = write_bytes(tmp_path / 'nan.wav',
+                     wav_bytes(samples[:, None], 16000, 'float32'))
+  for read in (audio.read_wav, audio.check_wav):
+    with pytest.raises(audio.AudioFileError,
+                       match=r'nan.wav: 1 NaN or infinite sample\(s\), the '
+                       r'first at 0.250 s'):
+      read(path)
+
+
+def test_float_samples_beyond_one_are_clipped_with_a_warning(tmp_path):
+  samples = np.array([0.5, 1.5, -3.0, 0.25])[:, None]
+  path = write_bytes(tmp_path / 'loud.wav',
+                     wav_bytes(samples, 16000, 'float32'))
+  with pytest.warns(audio.AudioConversionWarning,
+                    match='loud.wav: float samples up to 3 in magnitude '
+                    'clipped'):
+    read = audio.read_wav(path)
+  np.testing.assert_array_equal(read, [0.5, 1.0, -1.0, 0.25])

@@ -7,12 +7,20 @@ result; each test failed before its fix.
 import json
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 
+import numpy as np
 import pytest
 
+from kws_jax import cli
+from kws_jax.data import audio
+from kws_jax.data.speech_commands import load_speech_commands
+from kws_jax.detect import detector
 from kws_jax.train import train_and_evaluate
 from kws_jax.train.checkpoints import Checkpoints, UnreadableCheckpoints
+from test_data_audio import wav_bytes
 from test_train import _state, tiny_config, tiny_data  # pylint: disable=unused-import
 
 
@@ -162,3 +170,56 @@ def test_running_a_finished_run_again_logs_one_test_row(tiny_data,
   rows = [json.loads(line) for line in open(path)]
   assert [r['split'] for r in rows].count('test') == 1
   assert open(path).read() == before
+
+
+def test_a_clip_with_nan_samples_is_skipped_and_listed(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
+  data_dir = tmp_path / 'data'
+  shutil.copytree(tiny_data, data_dir)
+  clip = sorted((data_dir / 'yes').glob('*.wav'))[0]
+  samples = audio.read_wav(clip)
+  samples[100] = np.nan
+  clip.write_bytes(wav_bytes(samples[:, None], 16000, 'float32'))
+  with pytest.warns(UserWarning, match=r'(?s)skipped 1 unreadable WAV file\(s\) '
+                    r'.*with NaN samples.*' + clip.name):
+    dataset = load_speech_commands(str(data_dir), wanted_words=('yes', 'no'))
+  every = [e.path for split in ('training', 'validation', 'testing')
+           for e in dataset.split(split)]
+  assert str(clip) not in every and len(every) > 80
+
+
+_FRONTEND_ON_NAN = """
+import numpy as np, jax
+from kws_jax.frontend import MfccFrontend
+audio = np.random.RandomState(0).randn(3, 16000).astype(np.float32) * 0.1
+audio[0, 5000], audio[1, 9000] = np.nan, np.inf
+features = np.asarray(jax.jit(lambda a: MfccFrontend().apply({}, a))(audio))
+print(np.isnan(features).any(axis=-1).sum(axis=-1).tolist())
+"""
+
+
+@pytest.mark.parametrize('xla_flags', ['', cli.FAST_CPU_FLAGS])
+def test_frontend_gives_nan_for_nan_audio_whatever_the_xla_flags(xla_flags):
+  # Fused YNNPACK kernels return x for maximum(NaN, x): without the guard
+  # the NaN clip had finite features under the command-line tools' flag.
+  env = {**os.environ, 'XLA_FLAGS': xla_flags, 'JAX_PLATFORMS': 'cpu'}
+  out = subprocess.run([sys.executable, '-c', _FRONTEND_ON_NAN], env=env,
+                       capture_output=True, text=True, check=True).stdout
+  # 640-sample windows every 320 samples: each bad sample is in two frames.
+  assert out.strip().splitlines()[-1] == '[2, 2, 0]'
+
+
+def test_a_stream_reads_nan_samples_as_zeros_with_one_warning(tmp_path):
+  samples = 0.3 * np.sin(np.arange(48000) / 7.0)
+  samples[[1000, 20000, 40000]] = np.nan
+  samples[30000] = 4.0
+  path = tmp_path / 'stream.wav'
+  path.write_bytes(wav_bytes(samples[:, None], 16000, 'float32'))
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    read = np.concatenate(list(detector.wav_chunks(path)))
+  messages = [str(w.message) for w in caught]
+  assert len(messages) == 2, messages
+  assert 'NaN or infinite sample(s), the first at 0.062 s' in messages[0]
+  assert 'clipped to [-1, 1]' in messages[1]
+  expected = np.clip(np.nan_to_num(samples, nan=0.0), -1, 1)
+  np.testing.assert_allclose(read, expected, atol=1e-7)

@@ -1,9 +1,13 @@
 """WAV files in and out: 16 kHz mono float32 in [-1, 1], as the models expect.
 
 Reading never converts silently: another sample rate is resampled with soxr and
-several channels are averaged, each with one AudioConversionWarning that names
-the file. A file that is missing, empty, truncated or not a WAV file raises an
-error that names it and says what is wrong. Writing is atomic (16-bit PCM).
+several channels are averaged, and float samples beyond [-1, 1] are clipped,
+each with one AudioConversionWarning that names the file. A file that is
+missing, empty, truncated, not a WAV file, at an absurd sample rate or with
+NaN or infinite samples raises an error that names it and says what is wrong.
+A data chunk size of 0 or 0xFFFFFFFF (what a recorder streaming to a pipe
+writes, not knowing the length) means "to the end of the file". Writing is
+atomic (16-bit PCM).
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from kws_jax import atomic
 
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000  # One second, the Speech Commands clip length.
+# Header rates outside this range are corrupt headers, not audio.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768000
+# Data chunk sizes a streaming writer leaves when it cannot seek back.
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)
 
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 # (format tag, bits per sample) -> sample format name.
@@ -65,7 +73,8 @@ def probe_wav(path: str | os.PathLike) -> WavInfo:
   Raises:
     FileNotFoundError: `path` does not exist.
     AudioFileError: the file is empty, not a WAV file, of an unsupported
-      sample format, has no samples, or is shorter than its header says.
+      sample format or an absurd sample rate, has no samples, or is shorter
+      than its header says.
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
@@ -104,6 +113,8 @@ def probe_wav(path: str | os.PathLike) -> WavInfo:
     )
   sample_format, num_channels, sample_rate, block_align = fmt
   available = size - data_offset
+  if chunk_size in _UNKNOWN_SIZES:
+    chunk_size = available - available % block_align
   if chunk_size > available:
     raise AudioFileError(
         f'{path}: truncated WAV file, its header promises {chunk_size} '
@@ -116,6 +127,25 @@ def probe_wav(path: str | os.PathLike) -> WavInfo:
   return WavInfo(
       sample_rate, num_channels, num_frames, sample_format, data_offset
   )
+
+
+def check_wav(path: str | os.PathLike) -> WavInfo:
+  """probe_wav, and for a float file also that every sample is finite.
+
+  PCM samples are always finite and within [-1, 1], so only float files are
+  decoded; a dataset of PCM clips is checked from its headers alone.
+
+  Raises:
+    FileNotFoundError, AudioFileError: see probe_wav; also for NaN or
+      infinite samples.
+  """
+  info = probe_wav(path)
+  if info.sample_format.startswith('float'):
+    error = non_finite_error(os.fspath(path), _decode(os.fspath(path), info),
+                             info.sample_rate)
+    if error is not None:
+      raise error
+  return info
 
 
 def _parse_fmt(path: str, body: bytes) -> tuple[str, int, int, int]:
@@ -148,6 +178,11 @@ def _parse_fmt(path: str, body: bytes) -> tuple[str, int, int, int]:
         f'{path}: corrupt WAV header ({num_channels} channels, '
         f'{sample_rate} Hz, '
         f'block align {block_align})'
+    )
+  if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+    raise AudioFileError(
+        f'{path}: corrupt WAV header, sample rate {sample_rate} Hz (expected '
+        f'{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)'
     )
   return sample_format, num_channels, sample_rate, block_align
 
@@ -185,6 +220,37 @@ def _decode(path: str, info: WavInfo) -> np.ndarray:
   return samples.reshape(info.num_frames, info.num_channels)
 
 
+def non_finite_error(path: str, samples: np.ndarray, sample_rate: int,
+                     start_frame: int = 0) -> AudioFileError | None:
+  """The error for NaN or infinite ``samples [frames, channels]``; None if finite.
+
+  Only float WAV files can hold them. ``start_frame`` is where ``samples``
+  start in the file (for a chunk of it).
+  """
+  bad = ~np.isfinite(samples)
+  if not bad.any():
+    return None
+  first = start_frame + int(np.argmax(bad.any(axis=-1)))
+  return AudioFileError(
+      f'{path}: {int(bad.sum())} NaN or infinite sample(s), the first at '
+      f'{first / sample_rate:.3f} s; expected finite audio in [-1, 1]'
+  )
+
+
+def clip_to_unit(path: str, samples: np.ndarray) -> np.ndarray:
+  """Clips float samples beyond [-1, 1], with an AudioConversionWarning."""
+  peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+  if peak <= 1.0:
+    return samples
+  warnings.warn(
+      f'{path}: float samples up to {peak:.3g} in magnitude clipped to '
+      '[-1, 1]',
+      AudioConversionWarning,
+      stacklevel=3,
+  )
+  return np.clip(samples, -1.0, 1.0)
+
+
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
   """Resamples float32 [num_samples] with soxr's high-quality filter."""
   if from_rate == to_rate:
@@ -197,15 +263,22 @@ def read_wav(
 ) -> np.ndarray:
   """Reads a WAV file as mono float32 [num_samples] in [-1, 1] at `sample_rate`.
 
-  Several channels are averaged and another rate is resampled, each with an
-  AudioConversionWarning naming the file and what was converted.
+  Several channels are averaged, another rate is resampled and float
+  samples beyond [-1, 1] are clipped, each with an AudioConversionWarning
+  naming the file and what was converted.
 
   Raises:
-    FileNotFoundError, AudioFileError: see probe_wav.
+    FileNotFoundError, AudioFileError: see probe_wav; also for NaN or
+      infinite samples.
   """
   path = os.fspath(path)
   info = probe_wav(path)
   samples = _decode(path, info)
+  if info.sample_format.startswith('float'):
+    error = non_finite_error(path, samples, info.sample_rate)
+    if error is not None:
+      raise error
+    samples = clip_to_unit(path, samples)
   if info.num_channels > 1:
     warnings.warn(
         f'{path}: mixed {info.num_channels} channels down to mono',

@@ -140,7 +140,7 @@ def _find_wavs(directory: str) -> dict[str, list[str]]:
 
 def _drop_unreadable(by_word: dict[str, list[str]], data_dir: str,
                      sample_rate: int | None = None) -> list[str]:
-  """Removes files whose header fails audio.probe_wav; returns them, sorted.
+  """Removes files that fail audio.check_wav; returns them, sorted.
 
   Raises:
     ValueError: ``sample_rate`` is given and readable clips have another
@@ -150,7 +150,7 @@ def _drop_unreadable(by_word: dict[str, list[str]], data_dir: str,
 
   def rate_of(path: str) -> int | None:
     try:
-      return audio.probe_wav(path).sample_rate
+      return audio.check_wav(path).sample_rate
     except (OSError, ValueError):
       return None
 
@@ -187,8 +187,9 @@ def _warn_skipped(skipped: Sequence[str]) -> None:
   more = len(skipped) - _CORRUPT_FILES_SHOWN
   tail = f'\n  ... and {more} more' if more > 0 else ''
   warnings.warn(
-      f'skipped {len(skipped)} unreadable WAV file(s) (empty, truncated or '
-      f'not audio; see kws_jax.data.audio.probe_wav):\n  {shown}{tail}',
+      f'skipped {len(skipped)} unreadable WAV file(s) (empty, truncated, '
+      'not audio or with NaN samples; see kws_jax.data.audio.check_wav):'
+      f'\n  {shown}{tail}',
       stacklevel=4,
   )
 

@@ -85,7 +85,10 @@ def wav_chunks(path: str | os.PathLike, sample_rate: int = audio.SAMPLE_RATE,
   streaming rounding otherwise. As there, several channels are averaged and
   another rate is resampled (soxr, streaming), each with one
   ``AudioConversionWarning`` naming the file; the header is checked, and the
-  warnings given, by this call rather than at the first chunk.
+  warnings given, by this call rather than at the first chunk. Unlike
+  ``read_wav``, NaN or infinite float samples do not end the stream: they
+  are read as zeros, with one warning at the first chunk that has them (as
+  is clipping float samples beyond [-1, 1]).
 
   Yields:
     float32 ``[n]`` in [-1, 1], ``n`` about ``chunk_seconds * sample_rate``
@@ -114,12 +117,29 @@ def _decode_chunks(path: str, info: audio.WavInfo, chunk_frames: int,
                    resampler: soxr.ResampleStream | None
                    ) -> Iterator[np.ndarray]:
   frame_bytes = info.num_channels * _SAMPLE_BYTES[info.sample_format]
+  is_float = info.sample_format.startswith('float')
+  warned_non_finite = warned_clipped = False
   for start in range(0, info.num_frames, chunk_frames):
     count = min(chunk_frames, info.num_frames - start)
     part = dataclasses.replace(
         info, num_frames=count, data_offset=info.data_offset +
         start * frame_bytes)
     samples = audio._decode(path, part)  # pylint: disable=protected-access
+    if is_float:
+      # A stream goes on past broken samples: zeros for NaN and infinities,
+      # clipping beyond [-1, 1], each with one warning per file.
+      error = audio.non_finite_error(path, samples, info.sample_rate, start)
+      if error is not None:
+        if not warned_non_finite:
+          warnings.warn(f'{error}; they are read as zeros (later ones '
+                        'without a warning)', audio.AudioConversionWarning,
+                        stacklevel=2)
+          warned_non_finite = True
+        samples = np.where(np.isfinite(samples), samples, 0.0)
+      if not warned_clipped and np.abs(samples).max() > 1.0:
+        samples = audio.clip_to_unit(path, samples)
+        warned_clipped = True
+      samples = np.clip(samples, -1.0, 1.0)
     mono = samples.mean(axis=1) if info.num_channels > 1 else samples[:, 0]
     if resampler is not None:
       last = start + count == info.num_frames
