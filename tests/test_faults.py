@@ -11,6 +11,7 @@ import subprocess
 import sys
 import warnings
 
+import jax
 import numpy as np
 import pytest
 
@@ -18,10 +19,11 @@ from kws_jax import cli
 from kws_jax.data import audio
 from kws_jax.data.speech_commands import load_speech_commands
 from kws_jax.detect import detector
+from kws_jax.detect.runners import JaxRunner
 from kws_jax.train import train_and_evaluate
-from kws_jax.train.checkpoints import Checkpoints, UnreadableCheckpoints
+from kws_jax.train.checkpoints import Checkpoints, UnreadableCheckpoints, load_run
 from test_data_audio import wav_bytes
-from test_train import _state, tiny_config, tiny_data  # pylint: disable=unused-import
+from test_train import _parallel_run, _state, tiny_config, tiny_data  # pylint: disable=unused-import
 
 
 def _steps(directory):
@@ -223,3 +225,43 @@ def test_a_stream_reads_nan_samples_as_zeros_with_one_warning(tmp_path):
   assert 'clipped to [-1, 1]' in messages[1]
   expected = np.clip(np.nan_to_num(samples, nan=0.0), -1, 1)
   np.testing.assert_allclose(read, expected, atol=1e-7)
+
+
+def test_a_damaged_checkpoint_fails_its_checksum_and_the_one_before_is_used(
+    tmp_path):
+  checkpoints = Checkpoints(str(tmp_path / 'run'), max_to_keep=3)
+  for step in (1, 2):
+    checkpoints.save_last(_state(step))
+  checkpoints.close()
+  # Valid orbax files of other values under step 2, as a flipped bit in a
+  # weight file would leave: orbax itself reads them without complaint.
+  other = Checkpoints(str(tmp_path / 'other'), max_to_keep=3)
+  other.save_last({**_state(7), 'step': _state(2)['step']})
+  other.close()
+  damaged = tmp_path / 'run' / 'last' / '2' / 'default'
+  shutil.rmtree(damaged)
+  shutil.copytree(tmp_path / 'other' / 'last' / '2' / 'default', damaged)
+  reopened = Checkpoints(str(tmp_path / 'run'), max_to_keep=3)
+  with pytest.warns(UserWarning, match='do not match the checksum'):
+    restored = reopened.restore_last(_state(0))
+  assert int(restored['step']) == 1
+  np.testing.assert_array_equal(restored['params']['dense']['kernel'], 1.0)
+
+
+def test_a_step_saved_again_with_other_values_replaces_the_old_ones(tmp_path):
+  checkpoints = Checkpoints(str(tmp_path), max_to_keep=3)
+  checkpoints.save_last(_state(2))
+  checkpoints.save_last({**_state(5), 'step': _state(2)['step']})
+  restored = checkpoints.restore_last(_state(0))
+  np.testing.assert_array_equal(restored['params']['dense']['kernel'], 5.0)
+
+
+def test_a_run_trained_on_two_devices_loads_on_one(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
+  workdir = str(tmp_path / 'two')
+  assert 'DEVICES 2' in _parallel_run(tiny_data, workdir, 2)
+  assert jax.device_count() == 1
+  for which in ('best', 'last'):
+    _, _, params = load_run(workdir, which)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
+  runner = JaxRunner.from_workdir(workdir)
+  assert np.isfinite(runner(np.zeros(runner.block_samples, np.float32))).all()

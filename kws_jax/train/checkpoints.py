@@ -12,10 +12,21 @@ to ``checkpoints/unreadable/``, never deleted) when the run resumes from an
 older one. If no checkpoint can be read, ``UnreadableCheckpoints`` is raised:
 a run never starts again from step 0 over checkpoints it could not read, as
 that would discard them.
+
+Orbax stores no checksum, so a flipped bit in a weight file loads as a wrong
+weight. Every save therefore records the SHA-256 of the state's values in the
+step's own metadata (``custom_metadata`` of ``_CHECKPOINT_METADATA``, written
+atomically with the step), and a restore whose values do not match it counts
+as unreadable. Checkpoints saved before checksums existed restore unchecked.
+Restores place arrays on the shardings of the target, or on this process's
+first device when the target has none, so a run trained on several devices
+loads in a process with one (and the other way round).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import time
@@ -23,6 +34,7 @@ import warnings
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 State = dict[str, Any]
@@ -36,6 +48,37 @@ def _score(metrics: dict[str, float]) -> float:
 
 class UnreadableCheckpoints(ValueError):
   """Checkpoints exist, but none of them can be read."""
+
+
+_DIGEST_KEY = 'kws_jax_sha256'
+
+
+def state_digest(state: State) -> str:
+  """SHA-256 of a pytree's leaves: their dtypes, shapes and values, in order."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(state):
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      leaf = leaf.addressable_data(0)  # replicated: each process has it all
+    value = np.ascontiguousarray(jax.device_get(leaf))
+    digest.update(f'{value.dtype.str}{value.shape};'.encode())
+    digest.update(value.tobytes())
+  return digest.hexdigest()
+
+
+def _recorded_digest(step_dir: str) -> str | None:
+  """The digest saved with a step; None for steps saved without one."""
+  try:
+    with open(os.path.join(step_dir, '_CHECKPOINT_METADATA'),
+              encoding='utf-8') as file:
+      custom = json.load(file).get('custom_metadata') or {}
+  except (OSError, ValueError):
+    return None  # orbax's own read reports what is wrong with the step
+  return custom.get(_DIGEST_KEY)
+
+
+def _restore_sharding(leaf: Any) -> jax.sharding.Sharding:
+  sharding = getattr(leaf, 'sharding', None)
+  return sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
 
 class Checkpoints:
@@ -84,9 +127,15 @@ class Checkpoints:
     return self._last.latest_step()
 
   def save_last(self, state: State) -> None:
+    """Saves ``state`` under its step, unless that step holds it already."""
     step = int(state['step'])
-    if step not in self._last.all_steps():
-      self._last.save(step, args=ocp.args.StandardSave(state))
+    digest = state_digest(state)
+    if step in self._last.all_steps():
+      if _recorded_digest(self._step_dir('last', step)) == digest:
+        return  # e.g. the step a run resumed from
+      self._last.delete(step)  # another state under this step: replace it
+    self._last.save(step, args=ocp.args.StandardSave(state),
+                    custom_metadata={_DIGEST_KEY: digest})
 
   def offer_best(self, state: State, score: float) -> bool:
     """Keeps ``state`` as the best if its score is at least the best's."""
@@ -96,9 +145,13 @@ class Checkpoints:
     if step in self._best.all_steps():
       self._best.delete(step)
     self._best.save(step, args=ocp.args.StandardSave(state),
-                    metrics={'score': float(score)})
+                    metrics={'score': float(score)},
+                    custom_metadata={_DIGEST_KEY: state_digest(state)})
     self.best_score = float(score)
     return True
+
+  def _step_dir(self, name: str, step: int) -> str:
+    return os.path.join(self.directory, name, str(step))
 
   def discard_after(self, step: int) -> None:
     """Drops best checkpoints newer than ``step`` (the run resumes from it)."""
@@ -136,17 +189,25 @@ class Checkpoints:
     """The newest readable state of ``name/`` and the newer unreadable steps."""
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                       sharding=getattr(x, 'sharding', None)),
+                                       sharding=_restore_sharding(x)),
         target)
     manager = self._last if name == 'last' else self._best
     unreadable = []
     for step in sorted(manager.all_steps(), reverse=True):
-      path = os.path.join(self.directory, name, str(step))
+      path = self._step_dir(name, step)
       # A fresh manager for every attempt: after one failed restore, an orbax
       # manager can fail to read every other step too.
       reader = self._manager(name)
       try:
         restored = reader.restore(step, args=ocp.args.StandardRestore(abstract))
+        # Orbax returns plain tuples for optax's NamedTuples: restore the
+        # target's exact tree structure.
+        restored = jax.tree.unflatten(jax.tree.structure(target),
+                                      jax.tree.leaves(restored))
+        recorded = _recorded_digest(path)
+        if recorded is not None and recorded != state_digest(restored):
+          raise ValueError('its values do not match the checksum saved with '
+                           'them (a damaged file)')
       except Exception as error:  # pylint: disable=broad-exception-caught
         warnings.warn(f'checkpoint {path} cannot be read ({type(error).__name__}'
                       f': {error}); trying the one before it.', stacklevel=3)
@@ -154,10 +215,7 @@ class Checkpoints:
         continue
       finally:
         reader.close()
-      # Orbax returns plain tuples for optax's NamedTuples: restore the
-      # target's exact tree structure.
-      return jax.tree.unflatten(jax.tree.structure(target),
-                                jax.tree.leaves(restored)), unreadable
+      return restored, unreadable
     if unreadable:
       raise UnreadableCheckpoints(
           f'no checkpoint in {os.path.join(self.directory, name)} can be read '
@@ -168,7 +226,7 @@ class Checkpoints:
 
   def _set_aside(self, name: str, step: int) -> str:
     """Moves the unreadable ``name/<step>`` to ``unreadable/``; returns where."""
-    source = os.path.join(self.directory, name, str(step))
+    source = self._step_dir(name, step)
     target = os.path.join(self.directory, 'unreadable',
                           f'{name}_{step}_{time.strftime("%Y%m%d-%H%M%S")}')
     os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -193,7 +251,6 @@ def load_run(workdir: str, which: str = 'best'):
   Raises:
     FileNotFoundError: no run or no checkpoint in ``workdir``.
   """
-  import json  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
 
   from kws_jax.models import build_model  # pylint: disable=g-import-not-at-top
