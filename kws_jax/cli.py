@@ -27,6 +27,10 @@ def parse_config_flags(argv: list[str], flag_values: flags.FlagValues = flags.FL
       'Experiment config file, e.g. experiments/configs/cnn.py; override '
       'fields with --config.section.field=value.',
       flag_values=flag_values)
+  config_path = _config_path(argv)
+  if config_path is not None and not os.path.isfile(config_path):
+    sys.exit(f'error: --config {config_path}: no such config file, e.g. '
+             'experiments/configs/cnn.py')
   try:
     rest = flag_values(argv)
   except (AttributeError, KeyError) as e:  # an override of a missing field
@@ -45,6 +49,19 @@ def parse_config_flags(argv: list[str], flag_values: flags.FlagValues = flags.FL
     sys.exit('error: --config is required, e.g. '
              '--config experiments/configs/cnn.py')
   return config_flag.value, rest
+
+
+def _config_path(argv: list[str]) -> str | None:
+  """The file of ``--config FILE[:ARGS]`` in ``argv``, if given."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      value = arg.split('=', 1)[1]
+    elif arg == '--config' and i + 1 < len(argv):
+      value = argv[i + 1]
+    else:
+      continue
+    return value.split(':', 1)[0]
+  return None
 
 
 # XLA:CPU hands dots and convolutions to YNNPACK with this flag: the CNN's

@@ -214,7 +214,8 @@ def test_step_with_wrong_frame_names_model_and_shapes(raw_model):
   with pytest.raises(ValueError) as error:
     model.step(params, state, jnp.zeros((1, 1, 320)))
   assert str(error.value) == (
-      'cnn: input frame has shape (1, 1, 320), expected (1, 320).')
+      'cnn: input frame has shape (1, 1, 320), expected [batch, 320] (a batch '
+      'axis first: frame[None] for one stream).')
   with pytest.raises(ValueError, match='cnn: input frame has dtype int16'):
     model.step(params, state, jnp.zeros((1, 320), jnp.int16))
 

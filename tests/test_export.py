@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -212,3 +213,53 @@ def test_a_model_file_that_its_manifest_does_not_describe_is_refused(
   shutil.copy(_path(str(copy), 'tflite_stream_state_internal'), stray)
   with pytest.raises(ValueError, match='is not among the models'):
     TfliteRunner(str(stray))
+
+
+def test_a_non_streaming_model_is_refused_by_the_streaming_runner(exported):
+  workdir, _ = exported
+  path = _path(workdir, 'tflite_non_stream')
+  with pytest.raises(ValueError, match=r'non_stream.tflite is not a streaming '
+                     r'model: it has no state_\* inputs and no reset '
+                     r'signature \(inputs: audio \[1, 16000\]\)'):
+    TfliteStreaming(path)
+
+
+def test_export_checks_its_inputs_before_converting(exported, tmp_path):
+  workdir, _ = exported
+  copy = tmp_path / 'run'
+  shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns(
+      'tflite_*', 'quantize_*', 'stream_*', 'non_stream', 'jax'))
+  (copy / 'labels.txt').unlink()
+  with pytest.raises(FileNotFoundError, match='labels.txt is missing'):
+    export_run(str(copy), progress=False)
+  with pytest.raises(ValueError, match='--out .* is a file'):
+    export_run(workdir, str(copy / 'config.json'), progress=False)
+
+
+def test_export_from_another_directory_finds_the_data_of_the_run(
+    tiny_data, tmp_path, monkeypatch):
+  # Trained from the data's parent with a relative data_dir, loaded from
+  # elsewhere: the path resolves through working_directory.txt.
+  monkeypatch.chdir(os.path.dirname(tiny_data))
+  config = tiny_config(os.path.basename(tiny_data))
+  workdir = str(tmp_path / 'run')
+  train_and_evaluate(config, workdir, progress=False)
+  monkeypatch.chdir(tmp_path)
+  loaded, _, _ = load_run(workdir)
+  assert loaded.data.data_dir == tiny_data
+  (tmp_path / 'run' / 'working_directory.txt').unlink()
+  with pytest.raises(FileNotFoundError, match=r'the data of .* \(\'tiny_speech'
+                     r'\d*\'\) is not found from here .* nor from where the '
+                     r'run was trained \(not recorded\)'):
+    export_run(workdir, progress=False)
+
+
+def test_ops_are_listed_from_every_subgraph(exported):
+  _, manifest = exported
+  ops = manifest['tflite']
+  internal = set(ops['tflite_stream_state_internal']['ops'])
+  external = set(ops['tflite_stream_state_external']['ops'])
+  # Subgraph 0 of an internal-state model holds only its variables; the
+  # convolutions run in the subgraph it calls.
+  assert {'VAR_HANDLE', 'CALL_ONCE'} <= internal
+  assert external <= internal and 'CONV_2D' in internal

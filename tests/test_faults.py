@@ -4,8 +4,10 @@ Each case was a reproduction that lost a checkpoint or gave a silently wrong
 result; each test failed before its fix.
 """
 
+import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,12 +17,17 @@ import jax
 import numpy as np
 import pytest
 
-from kws_jax import cli
+from absl import flags
+
+from kws_jax import atomic, cli
 from kws_jax.data import audio
+from kws_jax.data.synth_stream import read_stream_labels
 from kws_jax.data.speech_commands import load_speech_commands
 from kws_jax.detect import detector
+from kws_jax.detect.__main__ import main as detect_main
 from kws_jax.detect.runners import JaxRunner
 from kws_jax.train import train_and_evaluate
+from kws_jax.train import workdir as run_files
 from kws_jax.train.checkpoints import Checkpoints, UnreadableCheckpoints, load_run
 from test_data_audio import wav_bytes
 from test_train import _parallel_run, _state, tiny_config, tiny_data  # pylint: disable=unused-import
@@ -265,3 +272,136 @@ def test_a_run_trained_on_two_devices_loads_on_one(tiny_data, tmp_path):  # pyli
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
   runner = JaxRunner.from_workdir(workdir)
   assert np.isfinite(runner(np.zeros(runner.block_samples, np.float32))).all()
+
+
+def test_a_workdir_that_is_a_file_is_refused(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
+  path = tmp_path / 'run'
+  path.write_text('not a directory')
+  with pytest.raises(ValueError, match='--workdir .*run is a file'):
+    train_and_evaluate(tiny_config(tiny_data), str(path), progress=False)
+
+
+def test_a_second_training_in_one_workdir_is_refused(tiny_data, finished_run,
+                                                     tmp_path):  # pylint: disable=redefined-outer-name
+  workdir = _copy(finished_run, tmp_path)
+  with run_files.locked(workdir):
+    with pytest.raises(run_files.WorkdirBusy,
+                       match=f'in use by another training \\(process '
+                       f'{os.getpid()}'):
+      train_and_evaluate(tiny_config(tiny_data), workdir, progress=False)
+  train_and_evaluate(tiny_config(tiny_data), workdir, progress=False)
+
+
+def test_a_run_without_a_checkpoint_restarts_with_another_config(
+    tiny_data, finished_run, tmp_path, capsys):  # pylint: disable=redefined-outer-name
+  workdir = _copy(finished_run, tmp_path)
+  shutil.rmtree(os.path.join(workdir, 'checkpoints'))  # as if it died early
+  config = tiny_config(tiny_data)
+  config.model.cnn_filters = '4,6'
+  train_and_evaluate(config, workdir, progress=False)
+  assert 'stopped before its first checkpoint; starting over' in (
+      capsys.readouterr().out)
+  saved = json.load(open(os.path.join(workdir, 'config.json')))
+  assert saved['model']['cnn_filters'] == '4,6'
+  steps = [r['step'] for r in map(json.loads, open(
+      os.path.join(workdir, 'metrics.jsonl'))) if r['split'] == 'train']
+  assert steps == sorted(set(steps))  # one run's rows, not two
+
+
+def test_leftovers_of_killed_writes_are_removed_at_the_next_start(
+    tiny_data, finished_run, tmp_path):  # pylint: disable=redefined-outer-name
+  workdir = _copy(finished_run, tmp_path)
+  leftovers = [os.path.join(workdir, '.curves.png.x1y2z3ab.tmp'),
+               os.path.join(workdir, '.tflite_non_stream.q9w8e7rt.tmp')]
+  open(leftovers[0], 'w').close()
+  os.makedirs(leftovers[1])
+  keep = os.path.join(workdir, '.notes.txt')
+  open(keep, 'w').close()
+  train_and_evaluate(tiny_config(tiny_data), workdir, progress=False)
+  assert not any(os.path.exists(path) for path in leftovers)
+  assert os.path.exists(keep)
+
+
+def test_overwrite_retires_the_manifest_of_the_old_weights(
+    tiny_data, finished_run, tmp_path):  # pylint: disable=redefined-outer-name
+  workdir = _copy(finished_run, tmp_path)
+  manifest = os.path.join(workdir, 'manifest.json')
+  with open(manifest, 'w') as file:
+    json.dump({'labels': ['old']}, file)
+  train_and_evaluate(tiny_config(tiny_data), workdir, overwrite=True,
+                     progress=False)
+  assert not os.path.exists(manifest)
+
+
+def test_a_corrupt_config_is_named_when_a_run_is_loaded(finished_run,
+                                                        tmp_path):  # pylint: disable=redefined-outer-name
+  workdir = _copy(finished_run, tmp_path)
+  with open(os.path.join(workdir, 'config.json'), 'w') as file:
+    file.write('{"data": ')
+  with pytest.raises(ValueError, match=r'run/config.json cannot be read'):
+    load_run(workdir)
+
+
+def test_a_missing_config_file_is_one_line(tmp_path):
+  values = flags.FlagValues()
+  with pytest.raises(SystemExit, match=r'--config .*nope.py: no such config '
+                     'file'):
+    cli.parse_config_flags(['prog', '--config', str(tmp_path / 'nope.py')],
+                           values)
+
+
+def test_model_inputs_name_the_expected_layout(finished_run):  # pylint: disable=redefined-outer-name
+  _, model, params = load_run(finished_run[0])
+  state = model.init_state(1)
+  frame = np.zeros(model.block_size * int(np.prod(model.input_shape)),
+                   np.float32).reshape(model.block_size, *model.input_shape)
+  layout = ', '.join(map(str, (model.block_size, *model.input_shape)))
+  with pytest.raises(ValueError, match=re.escape(
+      f'expected [batch, {layout}] (a batch axis first: frame[None]')):
+    model.step(params, state, frame)
+  for call in (lambda: model.step(None, state, frame[None]),
+               lambda: model.apply(None, frame[None])):
+    with pytest.raises(ValueError, match='params is NoneType, expected the '
+                       'dict'):
+      call()
+
+
+def test_a_full_disk_names_the_file_and_the_space_left(tmp_path):
+  path = tmp_path / 'out' / 'model.tflite'
+  with pytest.raises(atomic.NoSpaceError, match=r'no space left on the device '
+                     r'to write .*model.tflite \([\d,]+ bytes free'):
+    with atomic.atomic_write(path) as file:
+      file.write(b'partial')
+      raise OSError(errno.ENOSPC, 'No space left on device')
+  assert os.listdir(tmp_path / 'out') == []  # the temporary is gone
+
+
+@pytest.mark.parametrize('content, message', [
+    ('word,start\nyes,1\n', r"columns \['start', 'word'\]"),
+    ('word,start_s,end_s\nyes,abc,1\n', r"line 2: 'yes,abc,1': could not "
+     'convert'),
+    ('word,start_s,end_s\nyes,1\n', 'line 2: .*expected 3 fields'),
+    ('word,start_s,end_s\nyes,1,2,3\n', 'line 2: .*expected 3 fields'),
+    ('word,start_s,end_s\nyes,2,1\n', r'line 2: .*0 <= start_s <= end_s'),
+    ('word,start_s,end_s\nyes,0,nan\n', r'line 2: .*finite times'),
+    ('word,start_s,end_s\n,0,1\n', 'line 2: .*the word is empty'),
+])
+def test_a_malformed_ground_truth_csv_names_the_line(tmp_path, content,
+                                                     message):
+  path = tmp_path / 'truth.csv'
+  path.write_text(content)
+  with pytest.raises(ValueError, match=message):
+    read_stream_labels(path)
+
+
+def test_detect_checks_its_output_before_streaming(finished_run, tmp_path,
+                                                   capsys):  # pylint: disable=redefined-outer-name
+  blocker = tmp_path / 'file'
+  blocker.write_text('')
+  truth = tmp_path / 'truth.csv'
+  truth.write_text('word,start_s,end_s\nyes,0.1,0.5\n')
+  with pytest.raises(SystemExit, match=r'--out .*file/out is not a writable '
+                     'directory: Not a directory'):
+    detect_main(['--workdir', finished_run[0], '--wav', '/nonexistent.wav',
+                 '--labels-csv', str(truth), '--out', str(blocker / 'out')])
+  assert 'detections' not in capsys.readouterr().out

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 
@@ -251,18 +252,44 @@ def read_transcript(path: str | os.PathLike) -> list[tuple[str, float, float]]:
 
 
 def read_stream_labels(path: str | os.PathLike) -> list[KeywordEvent]:
-  """Reads a ground-truth CSV written by synthesize_stream."""
-  with open(path, encoding='utf-8', newline='') as file:
-    rows = list(csv.DictReader(file))
-  if rows and set(rows[0]) != {'word', 'start_s', 'end_s'}:
+  """Reads a ground-truth CSV (``word,start_s,end_s``, as synthesize_stream writes).
+
+  Raises:
+    FileNotFoundError: no such file.
+    ValueError: other columns, or a row whose times are not finite numbers
+      with ``0 <= start_s <= end_s`` or whose word is empty; names the line.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: no such ground-truth CSV')
+  try:
+    with open(path, encoding='utf-8', newline='') as file:
+      reader = csv.DictReader(file)
+      rows = list(reader)
+      columns = reader.fieldnames or []
+  except (UnicodeDecodeError, csv.Error) as error:
+    raise ValueError(f'{path}: not a CSV text file ({error})') from None
+  if set(columns) != {'word', 'start_s', 'end_s'}:
     raise ValueError(
-        f'{os.fspath(path)}: columns {sorted(rows[0])}, expected word, '
-        'start_s, end_s'
+        f'{path}: columns {sorted(columns)}, expected word, start_s, end_s'
     )
-  return [
-      KeywordEvent(row['word'], float(row['start_s']), float(row['end_s']))
-      for row in rows
-  ]
+  events = []
+  for line, row in enumerate(rows, start=2):  # line 1 is the header
+    try:
+      if None in row or None in row.values():
+        raise ValueError('expected 3 fields')
+      start, end = float(row['start_s']), float(row['end_s'])
+      if not (math.isfinite(start) and math.isfinite(end) and
+              0 <= start <= end):
+        raise ValueError('expected finite times, 0 <= start_s <= end_s')
+      if not row['word'].strip():
+        raise ValueError('the word is empty')
+    except ValueError as error:
+      raise ValueError(
+          f'{path}, line {line}: {",".join(str(v) for v in row.values())!r}: '
+          f'{error}') from None
+    events.append(KeywordEvent(row['word'].strip(), start, end))
+  return events
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import tqdm
 
-from kws_jax import cli
+from kws_jax import atomic, cli
 from kws_jax.data.audio import probe_wav
 from kws_jax.data.synth_stream import read_stream_labels
 from kws_jax.detect import detector as detector_lib
@@ -66,7 +66,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> None:
-  # Check the inputs before loading the model (seconds).
+  # Check the inputs and the output before loading the model (seconds) and
+  # streaming the audio (minutes).
+  if args.out:
+    atomic.check_writable_directory(args.out, '--out')
   if args.wav:
     probe_wav(args.wav)
   else:
@@ -129,8 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     run(args)
   except KeyboardInterrupt:
     sys.exit(130)
-  except (FileNotFoundError, ValueError,
-          ModuleNotFoundError) as error:
+  except (OSError, ValueError, ModuleNotFoundError) as error:
     sys.exit(f'error: {error}')
 
 

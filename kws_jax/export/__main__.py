@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
   from kws_jax.export import ExportError, export_run  # pylint: disable=g-import-not-at-top
   try:
     export_run(args.workdir, args.out, int8=not args.no_int8)
-  except (FileNotFoundError, ExportError, ValueError) as error:
+  except (OSError, ExportError, ValueError) as error:
     sys.exit(f'error: {error}')
 
 

@@ -44,6 +44,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from kws_jax import atomic
 from kws_jax import config as kws_config
 from kws_jax import data, evaluate
 from kws_jax.atomic import atomic_write
@@ -52,6 +53,7 @@ from kws_jax.frontend import MfccFrontend
 from kws_jax.models import Model, build_model
 from kws_jax.train import load_run
 from kws_jax.train.loop import load_dataset
+from kws_jax.train import workdir as run_files
 from kws_jax.train.workdir import OPERATING_POINT_FILE
 
 MANIFEST_FORMAT = 1
@@ -168,8 +170,19 @@ def export_run(workdir: str, out_dir: str | None = None, *,
     tflite.ExportError: a form cannot be converted with TFLite builtin ops.
   """
   started = time.time()
-  out_dir = out_dir or workdir
+  out_dir = atomic.check_writable_directory(out_dir or workdir, '--out')
+  for directory in [out_dir] + [entry.path for entry in os.scandir(out_dir)
+                                if entry.is_dir()]:
+    atomic.remove_leftovers(directory)  # of an export that was killed
   config, trained, params = load_run(workdir)
+  label_names = read_label_names(workdir)
+  if not os.path.isdir(config.data.data_dir):
+    raise FileNotFoundError(
+        f'the data of {workdir} ({config.data.data_dir!r}) is not found from '
+        f'here ({os.getcwd()}) nor from where the run was trained '
+        f'({run_files.trained_from(workdir) or "not recorded"}); the export '
+        'measures accuracy on its test split and calibrates int8 on its '
+        'training clips.')
   model, quant_model = export_models(config)
   dataset = load_dataset(config)
   layout = kws_config.clip_layout(config)
@@ -222,9 +235,6 @@ def export_run(workdir: str, out_dir: str | None = None, *,
                              os.path.join(out_dir, 'tflite_stream_state_'
                                           'external',
                                           'stream_state_external.tflite'))
-  with open(os.path.join(workdir, 'labels.txt'), encoding='utf-8') as f:
-    # One label per line: a phrase ("hey jax") is one label.
-    label_names = [line.strip() for line in f if line.strip()]
   manifest = _manifest(config, model, label_names, results, jax_accuracy,
                        parity, len(labels), _operating_point(workdir))
   _write(os.path.join(out_dir, 'manifest.json'),
@@ -232,6 +242,22 @@ def export_run(workdir: str, out_dir: str | None = None, *,
   say(f'exported to {out_dir} in {time.time() - started:.0f} s; float '
       f'streaming TFLite vs JAX step: max |logit diff| {parity:.1e}')
   return manifest
+
+
+def read_label_names(workdir: str) -> list[str]:
+  """``labels.txt`` of a run: one label per line ("hey jax" is one label).
+
+  Raises:
+    FileNotFoundError: the run has no ``labels.txt`` (checked before the
+      minutes of converting).
+  """
+  path = os.path.join(workdir, 'labels.txt')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f'{path} is missing; the manifest names the labels from it. Train '
+        'the run again (python -m kws_jax.train) to rewrite it.')
+  with open(path, encoding='utf-8') as file:
+    return [line.strip() for line in file if line.strip()]
 
 
 def _describe(folder: str, form: str, path: str, flatbuffer: bytes,

@@ -65,17 +65,24 @@ class TfliteStreaming:
     self.state_names = sorted(n for n in self._signature.inputs
                               if n.startswith('state_'))
     self.internal = not self.state_names
+    signatures = self._signature.interpreter.get_signature_list()
+    if self.internal and 'reset' not in signatures:
+      name = 'the model' if isinstance(model, bytes) else model
+      inputs = ', '.join(f'{n} {list(shape)}' for n, (shape, _) in
+                         self._signature.inputs.items())
+      raise ValueError(
+          f'{name} is not a streaming model: it has no state_* inputs and no '
+          f'reset signature (inputs: {inputs}). Stream a '
+          'tflite_stream_state_external or tflite_stream_state_internal '
+          'model, or run this one on whole clips with TfliteNonStreaming.')
     self._reset = (self._signature.interpreter.get_signature_runner('reset')
-                   if self.internal and 'reset' in
-                   self._signature.interpreter.get_signature_list() else None)
+                   if self.internal else None)
     self.states: dict[str, np.ndarray] = {}
     self.reset()
 
   def reset(self) -> None:
     """Zeroes the state (both kinds)."""
-    if self.internal:
-      if self._reset is None:
-        raise ValueError('this internal-state model has no reset signature.')
+    if self._reset is not None:
       self._reset()
     self.states = {name: np.zeros(*self._signature.inputs[name])
                    for name in self.state_names}

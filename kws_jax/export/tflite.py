@@ -133,17 +133,42 @@ def state_node_names(flatbuffer: bytes) -> list[str]:
   return [interpreter._get_tensor_details(t, 0)['name'] for t in sorted(keep)]  # pylint: disable=protected-access
 
 
+def _operators(flatbuffer: bytes) -> list[tuple[str, bool]]:
+  """``(name, is_custom)`` of every operator of every subgraph.
+
+  Read from the flatbuffer itself: the interpreter's op list covers only
+  subgraph 0, and an internal-state model computes in another subgraph
+  (subgraph 0 holds its variables: VAR_HANDLE, CALL_ONCE, ...). A custom op
+  is named by its custom code (Flex ops: ``Flex<TF op>``).
+  """
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  builtin_names = {code: name for name, code in vars(
+      schema.BuiltinOperator).items() if not name.startswith('_')}
+  model = schema.Model.GetRootAs(flatbuffer, 0)
+  codes = []
+  for i in range(model.OperatorCodesLength()):
+    code = model.OperatorCodes(i)
+    # Codes below 127 may live in the deprecated 8-bit field only.
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    if builtin == schema.BuiltinOperator.CUSTOM:
+      codes.append(((code.CustomCode() or b'CUSTOM').decode(), True))
+    else:
+      codes.append((builtin_names.get(builtin, f'BUILTIN_{builtin}'), False))
+  return [codes[subgraph.Operators(j).OpcodeIndex()]
+          for subgraph in (model.Subgraphs(i)
+                           for i in range(model.SubgraphsLength()))
+          for j in range(subgraph.OperatorsLength())]
+
+
 def op_names(flatbuffer: bytes) -> list[str]:
-  """The distinct op names of a TFLite model."""
-  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
-  interpreter = Interpreter(model_content=flatbuffer)
-  return sorted({op['op_name'] for op in interpreter._get_ops_details()})  # pylint: disable=protected-access
+  """The distinct op names of a TFLite model, over all its subgraphs."""
+  return sorted({name for name, _ in _operators(flatbuffer)})
 
 
 def check_builtin_ops(flatbuffer: bytes, what: str) -> None:
-  """Raises ExportError naming any Select TF (flex) or custom op."""
-  bad = [name for name in op_names(flatbuffer)
-         if name.startswith('Flex') or name == 'CUSTOM']
+  """Raises ExportError naming any Select TF (flex) or custom op, in any subgraph."""
+  bad = sorted({name for name, custom in _operators(flatbuffer)
+                if custom or name.startswith('Flex')})
   if bad:
     raise ExportError(f'{what}: the TFLite model uses non-builtin ops '
                       f'{", ".join(bad)}; only TFLite builtin ops are allowed.')

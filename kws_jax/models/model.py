@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -108,6 +109,7 @@ class Model(base.Layer):
   def apply(self, params: base.Params, x: Array, *, train: bool = False,
             rng: Array | None = None) -> Array:
     """``[batch, time, *input_shape]`` -> logits ``[batch, time_out, labels]``."""
+    self._check_params(params)
     expected = f'[batch, time >= {self.clip_length}, *{self.input_shape}]'
     if x.ndim != 2 + len(self.input_shape) or x.shape[2:] != self.input_shape:
       raise ValueError(f'{self.name}: input has shape {tuple(x.shape)}, '
@@ -132,10 +134,14 @@ class Model(base.Layer):
   def step(self, params: base.Params, state: base.State,
            frame: Array) -> tuple[base.State, Array]:
     """``frame [batch, block_size, *input_shape]`` -> logits ``[batch, 1, labels]``."""
-    batch = frame.shape[0] if frame.ndim else 0
-    base.check_frame(self.name, frame,
-                     (batch, self.block_size, *self.input_shape),
-                     what='input frame')
+    self._check_params(params)
+    frame_shape = (self.block_size, *self.input_shape)
+    if frame.ndim != 1 + len(frame_shape) or frame.shape[1:] != frame_shape:
+      raise ValueError(
+          f'{self.name}: input frame has shape {tuple(frame.shape)}, expected '
+          f'[batch, {", ".join(map(str, frame_shape))}] (a batch axis first: '
+          'frame[None] for one stream).')
+    batch = frame.shape[0]
     base.check_floating(self.name, frame, 'input frame')
     self.check_state(state, batch, frame.dtype)
     return self.net.step(params, state, frame)
@@ -164,6 +170,12 @@ class Model(base.Layer):
                         f'{_describe(got)}')
     raise ValueError(f'{self.name}: streaming state does not match the model '
                      f'(batch {batch_size}): ' + '; '.join(problems) + '.')
+
+  def _check_params(self, params: Any) -> None:
+    if not isinstance(params, Mapping):
+      raise ValueError(
+          f'{self.name}: params is {type(params).__name__}, expected the dict '
+          'of arrays that model.init or kws_jax.train.load_run returns.')
 
   def _check_in_shape(self, in_shape: base.Shape | None) -> None:
     if in_shape is not None and tuple(in_shape) != self.input_shape:

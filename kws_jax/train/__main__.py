@@ -35,7 +35,7 @@ def main(argv: list[str]) -> None:
   from kws_jax.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
   try:
     train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
-  except (ValueError, FileNotFoundError, FloatingPointError) as error:
+  except (ValueError, OSError, FloatingPointError) as error:
     sys.exit(f'error: {error}')
 
 

@@ -255,6 +255,7 @@ def load_run(workdir: str, which: str = 'best'):
 
   from kws_jax.models import build_model  # pylint: disable=g-import-not-at-top
   from kws_jax.train import optim, steps  # pylint: disable=g-import-not-at-top
+  from kws_jax.train import workdir as run_files  # pylint: disable=g-import-not-at-top
 
   if which not in ('best', 'last'):
     raise ValueError(f"which is {which!r}, expected 'best' or 'last'.")
@@ -263,8 +264,15 @@ def load_run(workdir: str, which: str = 'best'):
     raise FileNotFoundError(f'{workdir} holds no training run (no '
                             'config.json); train one with python -m '
                             'kws_jax.train --workdir ...')
-  with open(path, encoding='utf-8') as file:
-    config = ml_collections.ConfigDict(json.load(file))
+  try:
+    with open(path, encoding='utf-8') as file:
+      config = ml_collections.ConfigDict(json.load(file))
+  except (OSError, ValueError) as error:
+    raise ValueError(f'{path} cannot be read ({error}); the run needs its '
+                     'config to rebuild the model.') from None
+  # Relative paths were relative to where the training started.
+  config.data.data_dir = run_files.resolve_run_path(workdir,
+                                                    config.data.data_dir)
   model = build_model(config)
   optimizer = optim.make_optimizer(
       config.optimizer, optim.learning_rate_schedule(config.schedule))

@@ -10,6 +10,7 @@ uninterrupted run: batches and dropout keys are functions of (seed, step).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -22,6 +23,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
+from kws_jax import atomic
 from kws_jax import config as kws_config
 from kws_jax import data
 from kws_jax.models import Model, build_model, wanted_words
@@ -180,10 +182,17 @@ def acoustics_settings(config: ml_collections.ConfigDict
 
 
 def _clear_run(workdir: str) -> None:
+  """Deletes a run's checkpoints, logs and results.
+
+  ``manifest.json`` and the operating point go too: they describe weights
+  that no longer exist, and without the manifest the runners refuse the old
+  exported models (their files stay until the next export replaces them).
+  """
   for name in ('checkpoints', 'logs'):
     shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
   for name in ('metrics.jsonl', 'config.json', 'accuracy_last.txt',
-               'accuracy_best.txt'):
+               'accuracy_best.txt', 'manifest.json',
+               run_files.OPERATING_POINT_FILE):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
       os.remove(path)
@@ -226,13 +235,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         f'{len(dataset.labels)} labels ({", ".join(dataset.labels)}); set '
         f'--config.model.label_count={len(dataset.labels)} or 0 (automatic).')
 
-  if overwrite:
-    _clear_run(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  run_files.check_resumable(workdir, config)
-  run_files.write_run_files(workdir, config, list(dataset.labels),
-                            model_summary(model))
+  atomic.check_writable_directory(workdir, '--workdir')
+  # Only the first process writes the run's files (and holds its lock).
+  lock = (run_files.locked(workdir) if jax.process_index() == 0 else
+          contextlib.nullcontext())
+  with lock:
+    if overwrite:
+      _clear_run(workdir)
+    atomic.remove_leftovers(workdir)  # of a run killed while writing
+    if run_files.check_resumable(workdir, config):
+      _print(f'{workdir} holds a run of another config that stopped before '
+             'its first checkpoint; starting over with this config')
+      _clear_run(workdir)
+    run_files.write_run_files(workdir, config, list(dataset.labels),
+                              model_summary(model))
+    return _train(config, workdir, model, optimizer, schedule, num_steps,
+                  mesh, dataset, progress, selector)
 
+
+def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
+           optimizer, schedule, num_steps: int, mesh, dataset,
+           progress: bool, selector: Selector | None) -> dict[str, Any]:
+  """The body of train_and_evaluate, in a checked and locked workdir."""
   replicated = parallel.replicated(mesh)
   batch_sharding = parallel.batch_sharding(mesh)
   state = jax.device_put(
@@ -290,11 +314,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
       done = step + 1
       if not np.isfinite(metrics['loss']):
+        saved = (f'The last good checkpoint (step {checkpoints.last_step}) in '
+                 f'{checkpoints.directory} is intact'
+                 if checkpoints.last_step is not None else
+                 'No checkpoint was saved yet')
         raise FloatingPointError(
             f'the training loss is {metrics["loss"]} at step {done}; stopping. '
-            f'The last good checkpoint (step {checkpoints.last_step}) in '
-            f'{checkpoints.directory} is intact; lower the learning rate or '
-            'clip gradients (optimizer.clip_grad_norm).')
+            f'{saved}; lower the learning rate or clip gradients '
+            '(optimizer.clip_grad_norm).')
       bar.update()
       bar.set_postfix(loss=f'{metrics["loss"]:.3f}',
                       acc=f'{metrics["accuracy"]:.1%}',
@@ -324,6 +351,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                      f' (best at step {best_step})'))
       if done % checkpoint_every == 0 or done == num_steps:
         checkpoints.save_last(state)
+        board.flush()
   finally:
     bar.close()
     board.close()

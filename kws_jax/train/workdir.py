@@ -3,15 +3,19 @@
 kws_streaming's names: ``labels.txt``, ``flags.txt``, ``model_summary.txt``,
 ``accuracy_last.txt``; plus ``config.json`` (the full config, checked when a
 run resumes), ``metrics.jsonl`` (one JSON object per logged step and split),
-``accuracy_best.txt`` and TensorBoard event files in ``logs/train`` and
-``logs/validation``. Every file is replaced atomically.
+``accuracy_best.txt``, ``working_directory.txt`` (where the run was started,
+so that its relative data paths resolve from anywhere) and TensorBoard event
+files in ``logs/train`` and ``logs/validation``. Every file is replaced
+atomically. A training holds ``.lock`` while it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import ml_collections
@@ -24,6 +28,64 @@ from kws_jax.atomic import atomic_write
 # export puts it into the manifest).
 OPERATING_POINT_FILE = 'operating_point.json'
 RESUMABLE_FIELDS = ('data.num_threads', 'train.log_every', 'train.max_to_keep')
+WORKING_DIRECTORY_FILE = 'working_directory.txt'
+LOCK_FILE = '.lock'
+
+
+class WorkdirBusy(ValueError):
+  """Another process is training in the workdir."""
+
+
+@contextlib.contextmanager
+def locked(workdir: str) -> Iterator[None]:
+  """Holds ``workdir/.lock`` (an flock, freed when the process dies).
+
+  Raises:
+    WorkdirBusy: another process holds it; names its process id.
+  """
+  path = os.path.join(workdir, LOCK_FILE)
+  with open(path, 'a+', encoding='utf-8') as file:
+    try:
+      fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      file.seek(0)
+      holder = file.read().strip() or 'unknown'
+      raise WorkdirBusy(
+          f'{workdir} is in use by another training (process {holder}, lock '
+          f'{path}); wait for it to end, or use another --workdir') from None
+    file.seek(0)
+    file.truncate()
+    file.write(f'{os.getpid()}\n')
+    file.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def resolve_run_path(workdir: str, path: str) -> str:
+  """A path from a run's config, as this process can open it.
+
+  A relative path was relative to the directory the training started in
+  (``working_directory.txt``); it is used as it is if it exists from here,
+  else joined to that directory if it exists there, else returned as it is.
+  """
+  if not path or os.path.isabs(path) or os.path.exists(path):
+    return path
+  started_in = trained_from(workdir)
+  if started_in and os.path.exists(os.path.join(started_in, path)):
+    return os.path.join(started_in, path)
+  return path
+
+
+def trained_from(workdir: str) -> str | None:
+  """The working directory the run's training started in, if recorded."""
+  try:
+    with open(os.path.join(workdir, WORKING_DIRECTORY_FILE),
+              encoding='utf-8') as file:
+      return file.read().strip() or None
+  except OSError:
+    return None
 
 
 def write_text(path: str, text: str) -> None:
@@ -58,40 +120,55 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]
   return lines
 
 
-def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Raises if ``workdir`` holds a run of a different config.
-
-  A workdir with checkpoints but no readable ``config.json`` is refused too:
-  what trained them is unknown, and resuming could mix two models.
-  """
-  path = os.path.join(workdir, 'config.json')
+def holds_checkpoints(workdir: str) -> bool:
+  """Whether ``workdir/checkpoints`` holds a saved step."""
   checkpoints = os.path.join(workdir, 'checkpoints')
-  holds_checkpoints = any(
+  return any(
       os.path.isdir(os.path.join(checkpoints, kind)) and
       any(name.isdigit() for name in os.listdir(os.path.join(checkpoints,
                                                              kind)))
       for kind in ('last', 'best'))
+
+
+def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> bool:
+  """Raises if ``workdir`` holds checkpoints of a different config.
+
+  A workdir with checkpoints but no readable ``config.json`` is refused too:
+  what trained them is unknown, and resuming could mix two models.
+
+  Returns:
+    True if ``workdir`` holds a run of another (or an unreadable) config that
+    stopped before its first checkpoint: nothing can be lost, and the caller
+    clears it and starts afresh. False otherwise.
+  """
+  path = os.path.join(workdir, 'config.json')
+  checkpoints = holds_checkpoints(workdir)
+  fresh_start = ('use another --workdir, or --overwrite to delete that run '
+                 'and start fresh.')
   if not os.path.exists(path):
-    if holds_checkpoints:
+    if checkpoints:
       raise ValueError(
-          f'{workdir} holds checkpoints ({checkpoints}) but no config.json, '
-          'so what trained them is unknown; use another --workdir, or '
-          '--overwrite to delete that run and start fresh.')
-    return
+          f'{workdir} holds checkpoints ({os.path.join(workdir, "checkpoints")}'
+          ') but no config.json, so what trained them is unknown; '
+          + fresh_start)
+    return False
   try:
     with open(path, encoding='utf-8') as file:
       saved = json.load(file)
   except (OSError, ValueError) as error:
-    raise ValueError(
-        f'{path} cannot be read ({error}); use another --workdir, or '
-        '--overwrite to delete that run and start fresh.') from None
+    if not checkpoints:
+      return True
+    raise ValueError(f'{path} cannot be read ({error}); {fresh_start}'
+                     ) from None
   differences = config_differences(saved, config_to_dict(config))
-  if differences:
-    raise ValueError(
-        f'{workdir} holds a run of a different config, so it cannot resume:\n'
-        + '\n'.join(f'  {line}' for line in differences) +
-        '\nUse another --workdir, or --overwrite to delete that run and start '
-        'fresh.')
+  if not differences:
+    return False
+  if not checkpoints:
+    return True
+  raise ValueError(
+      f'{workdir} holds a run of a different config, so it cannot resume:\n'
+      + '\n'.join(f'  {line}' for line in differences) +
+      f'\n{fresh_start[0].upper()}{fresh_start[1:]}')
 
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict,
@@ -104,6 +181,7 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict,
              ''.join(f'{key} = {flat[key]!r}\n' for key in sorted(flat)))
   write_text(os.path.join(workdir, 'labels.txt'), '\n'.join(labels) + '\n')
   write_text(os.path.join(workdir, 'model_summary.txt'), summary)
+  write_text(os.path.join(workdir, WORKING_DIRECTORY_FILE), os.getcwd() + '\n')
 
 
 class MetricsLog:
@@ -158,6 +236,11 @@ class TensorBoard:
               ) -> None:
     for name, value in metrics.items():
       self._writers[split].add_scalar(name, float(value), step)
+
+  def flush(self) -> None:
+    """Writes buffered points (at each checkpoint: a kill loses none before)."""
+    for writer in self._writers.values():
+      writer.flush()
 
   def close(self) -> None:
     for writer in self._writers.values():
