@@ -405,3 +405,12 @@ def test_detect_checks_its_output_before_streaming(finished_run, tmp_path,
     detect_main(['--workdir', finished_run[0], '--wav', '/nonexistent.wav',
                  '--labels-csv', str(truth), '--out', str(blocker / 'out')])
   assert 'detections' not in capsys.readouterr().out
+
+
+def test_a_longer_clip_than_the_files_trains(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
+  config = tiny_config(tiny_data)
+  config.data.clip_duration_ms = 1500.0  # the files are 1 s: zero-padded
+  result = train_and_evaluate(config, str(tmp_path / 'run'), progress=False)
+  assert result['steps'] == 6 and 0.0 <= result['test_accuracy'] <= 1.0
+  _, model, _ = load_run(str(tmp_path / 'run'))
+  assert model.clip_length == 74  # 1.5 s of 20 ms frames, 40 ms windows
