@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kws_jax.layers import base
+from kws_jax.layers.window import TimeWindow
 
 Array = jax.Array
 
@@ -140,14 +141,17 @@ class MfccFrontend(base.Layer):
     return self.stride_samples
 
   @property
-  def _buffer_samples(self) -> int:
-    """Samples a step sees: whole strides covering one window."""
-    return self.stride_samples * math.ceil(
-        self.window_samples / self.stride_samples)
+  def window(self) -> TimeWindow:
+    """Windows of ``window_samples`` every ``stride_samples`` (valid)."""
+    return TimeWindow(self.window_samples, self.stride_samples)
 
   @property
   def lookback(self) -> int:
-    return self._buffer_samples // self.stride_samples - 1
+    return self.window.lookback
+
+  @property
+  def receptive_field(self) -> int:
+    return self.window_samples
 
   def output_length(self, length: int) -> int:
     if length < self.window_samples:
@@ -192,18 +196,20 @@ class MfccFrontend(base.Layer):
   def init_state(self, batch_size: int, in_shape: base.Shape = (),
                  dtype: Any = jnp.float32) -> base.State:
     self.output_shape(in_shape)
-    return jnp.zeros((batch_size, self._buffer_samples - self.stride_samples),
-                     dtype)
+    return jnp.zeros((batch_size, self.window.state_frames), dtype)
 
   def step(self, params: base.Params, state: base.State,
            frame: Array) -> tuple[base.State, Array]:
-    """``frame [batch, stride]`` new samples -> one feature frame ``[batch, 1, F]``."""
+    """``frame [batch, n * stride]`` new samples -> ``n`` feature frames ``[batch, n, F]``."""
     del params
-    base.check_frame(self.name, frame, (state.shape[0], self.stride_samples),
+    blocks = base.check_blocks(self.name, frame, self.stride_samples,
+                               'audio block')
+    base.check_frame(self.name, frame, (state.shape[0], frame.shape[1]),
                      state.dtype, what='audio block')
-    buffer = jnp.concatenate([state, frame], axis=1)
-    features = self.frame_features(buffer[:, None, :self.window_samples])
-    return buffer[:, self.stride_samples:], features
+    state, window_input = self.window.stream(state, frame)
+    return state, self.frame_features(
+        frame_signal(window_input, blocks, self.window_samples,
+                     self.stride_samples))
 
   # -- Pipeline ---------------------------------------------------------------
 

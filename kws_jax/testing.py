@@ -6,11 +6,15 @@ runs the full-window form and a ``lax.scan`` over ``step`` from
 ``init_state`` and raises an ``AssertionError`` that says what broke unless:
 
 * the full-window output has ``output_length(time)`` frames of
-  ``output_shape(in_shape)``, and the stream ``time // block_size`` frames;
+  ``output_shape(in_shape)``, and the stream ``time * output_ratio`` frames;
 * after the ``lookback`` warm-up frames the stream equals the full-window
   output (max abs diff <= ``atol``), jitted and eagerly;
+* steps of two and three blocks give what steps of one block give, and a
+  stream split into two calls (the state carried over) what one call gives;
 * a step keeps the state's tree structure, shapes and dtypes;
-* rows of the batch do not leak into each other, in either form;
+* NaN frames after the end of the input leave every earlier output of both
+  forms untouched (nothing reads the future), and NaN rows of the batch leave
+  the other rows untouched (rows do not leak into each other);
 * (``check_grads``) gradients with respect to the params agree between the
   forms (in float64), so a model may be trained through either of them.
 """
@@ -58,9 +62,11 @@ def check_streaming_contract(layer: Any, params: base.Params, x: jax.Array, *,
   batch, time = x.shape[:2]
   in_shape = tuple(x.shape[2:])
   block, lookback = layer.block_size, layer.lookback
+  ratio = layer.output_ratio
   assert batch >= 2, f'use batch >= 2 to check batch independence, got {batch}'
   assert time % block == 0, (
       f'time {time} must be a multiple of block_size {block}')
+  assert layer.supports_step, f'{layer.name}: supports_step is False'
 
   def full(p, inputs):
     return layer.apply(p, inputs)
@@ -79,13 +85,17 @@ def check_streaming_contract(layer: Any, params: base.Params, x: jax.Array, *,
       f'{expected_full}')
   state0 = layer.init_state(batch, in_shape, x.dtype)
   state1, y_stream = stream_jit(params, x)
-  expected_stream = (batch, time // block, *out_shape)
+  stream_frames = time * ratio
+  assert stream_frames.denominator == 1, (
+      f'{layer.name}: {time} frames at output_ratio {ratio} is not a whole '
+      'number of output frames')
+  expected_stream = (batch, int(stream_frames), *out_shape)
   assert y_stream.shape == expected_stream, (
       f'{layer.name}: streamed output {y_stream.shape}, expected '
       f'{expected_stream}')
-  assert time // block - lookback == expected_full[1], (
-      f'{layer.name}: {time // block} steps minus lookback {lookback} != '
-      f'{expected_full[1]} full-window frames')
+  assert int(stream_frames) - lookback == expected_full[1], (
+      f'{layer.name}: {int(stream_frames)} streamed frames minus lookback '
+      f'{lookback} != {expected_full[1]} full-window frames')
 
   # Values.
   output_diff = _max_diff(y_stream[:, lookback:], y_full)
@@ -104,12 +114,44 @@ def check_streaming_contract(layer: Any, params: base.Params, x: jax.Array, *,
     state, out = layer.step(params, state, x[:, i * block:(i + 1) * block])
     eager.append(out)
   eager_diff = _max_diff(jnp.concatenate(eager, axis=1),
-                         y_stream[:, :len(eager)])
+                         y_stream[:, :sum(e.shape[1] for e in eager)])
   assert eager_diff <= atol, (
       f'{layer.name}: eager steps differ from jitted steps by {eager_diff:.3g}')
 
-  # Batch rows are independent: perturbing row 0 leaves the others unchanged.
-  x_other = x.at[0].set(x[0] * -3.0 + 1.0)
+  # Steps of several blocks, and a stream split into two calls.
+  for blocks in (2, 3):
+    if time % (blocks * block) == 0:
+      _, y_blocks = jax.jit(lambda p, inputs, n=blocks: base.scan_steps(
+          layer, p, inputs, blocks_per_step=n))(params, x)
+      diff = _max_diff(y_blocks, y_stream)
+      assert diff <= atol, (
+          f'{layer.name}: steps of {blocks} blocks differ from steps of one '
+          f'by {diff:.3g}')
+  steps = time // block
+  if steps >= 2:
+    cut = (steps // 2) * block
+    state_half, y_first = stream_jit(params, x[:, :cut])
+    _, y_second = jax.jit(lambda p, inputs, s: base.scan_steps(
+        layer, p, inputs, s))(params, x[:, cut:], state_half)
+    diff = _max_diff(jnp.concatenate([y_first, y_second], axis=1), y_stream)
+    assert diff <= atol, (
+        f'{layer.name}: a stream resumed from its state differs from one '
+        f'call by {diff:.3g}')
+
+  # Nothing reads the future: NaN blocks after the end change no output of
+  # the original frames (up to rounding: the arrays have another length).
+  x_later = jnp.concatenate([x, jnp.full_like(x[:, :2 * block], jnp.nan)], 1)
+  for form, run, reference in (('full-window', full_jit, y_full),
+                               ('streamed', lambda p, a: stream_jit(p, a)[1],
+                                y_stream)):
+    diff = _max_diff(run(params, x_later)[:, :reference.shape[1]], reference)
+    assert diff <= atol, (
+        f'{layer.name}: a {form} output depends on later frames (differs by '
+        f'{diff:.3g} when NaN frames follow)')
+
+  # Batch rows are independent: garbage (NaN) in row 0 leaves the others
+  # unchanged.
+  x_other = x.at[0].set(jnp.nan)
   assert _max_diff(full_jit(params, x_other)[1:], y_full[1:]) == 0.0, (
       f'{layer.name}: full-window output of a row depends on another row')
   assert _max_diff(stream_jit(params, x_other)[1][1:],

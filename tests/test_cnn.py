@@ -214,8 +214,9 @@ def test_step_with_wrong_frame_names_model_and_shapes(raw_model):
   with pytest.raises(ValueError) as error:
     model.step(params, state, jnp.zeros((1, 1, 320)))
   assert str(error.value) == (
-      'cnn: input frame has shape (1, 1, 320), expected [batch, 320] (a batch '
-      'axis first: frame[None] for one stream).')
+      'cnn: input frame has shape (1, 1, 320), expected [batch, 320] or n '
+      'blocks [batch, n * 320] (a batch axis first: frame[None] for one '
+      'stream).')
   with pytest.raises(ValueError, match='cnn: input frame has dtype int16'):
     model.step(params, state, jnp.zeros((1, 320), jnp.int16))
 
@@ -223,15 +224,15 @@ def test_step_with_wrong_frame_names_model_and_shapes(raw_model):
 def test_step_with_wrong_state_lists_the_entries(mfcc_model):
   model, params = mfcc_model
   state = model.init_state(1)
-  state['conv2d_1'] = jnp.zeros((1, 4, 18, 64))
+  state['conv2d_1'] = jnp.zeros((1, 5, 18, 64))
   del state['conv2d_6']
   with pytest.raises(ValueError) as error:
     model.step(params, state, jnp.zeros((1, 1, 20)))
   message = str(error.value)
   assert message.startswith('cnn: streaming state does not match the model')
-  assert 'conv2d_1: expected (1, 5, 18, 64) float32, got (1, 4, 18, 64) ' \
+  assert 'conv2d_1: expected (1, 4, 18, 64) float32, got (1, 5, 18, 64) ' \
          'float32' in message
-  assert 'conv2d_6: expected (1, 19, 11, 64) float32, got no entry' in message
+  assert 'conv2d_6: expected (1, 18, 11, 64) float32, got no entry' in message
 
 
 def test_non_streaming_input_checks(mfcc_model):
@@ -260,7 +261,8 @@ def test_non_streaming_input_checks(mfcc_model):
     (dict(cnn_act='relu,relu,relu,relu,relu,relu,rleu'), {},
      ["conv2d_6: unknown activation 'rleu'"]),
     (dict(cnn_strides='(1,1),(2,1),(1,1),(1,1),(1,1),(1,1),(1,1)'), {},
-     ['conv2d_1: stride in time is 2']),
+     ['conv2d_5: kernel 5 with dilation 1 spans 5 frames in time, but only '
+      '2 remain']),
     (dict(compute_dtype='float16'), {}, ["compute_dtype is 'float16'"]),
     (dict(name='resnet'), {}, ["model.name is 'resnet'"]),
     (dict(preprocess='mel'), {}, ["model.preprocess is 'mel'"]),

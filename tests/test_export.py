@@ -145,7 +145,7 @@ def test_bad_inputs_and_states_are_named(exported):
   with pytest.raises(ValueError, match=r"'audio' has shape \(1, 160\), "
                      r'expected \(1, 320\)'):
     runner(np.zeros((1, 160), np.float32))
-  runner.states['state_conv2d_0'] = np.zeros((1, 2, 20, 1), np.float32)
+  runner.states['state_conv2d_0'] = np.zeros((1, 3, 20, 1), np.float32)
   with pytest.raises(ValueError, match=r"'state_conv2d_0' has shape"):
     runner(np.zeros((1, 320), np.float32))
   runner.reset()

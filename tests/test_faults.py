@@ -357,7 +357,7 @@ def test_model_inputs_name_the_expected_layout(finished_run):  # pylint: disable
                    np.float32).reshape(model.block_size, *model.input_shape)
   layout = ', '.join(map(str, (model.block_size, *model.input_shape)))
   with pytest.raises(ValueError, match=re.escape(
-      f'expected [batch, {layout}] (a batch axis first: frame[None]')):
+      f'expected [batch, {layout}] or n blocks')):
     model.step(params, state, frame)
   for call in (lambda: model.step(None, state, frame[None]),
                lambda: model.apply(None, frame[None])):

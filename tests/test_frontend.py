@@ -195,7 +195,8 @@ def test_step_with_wrong_block_names_shapes():
   with pytest.raises(ValueError) as error:
     frontend.step({}, state, jnp.zeros((2, 160)))
   assert str(error.value) == (
-      'frontend: audio block has shape (2, 160), expected (2, 320).')
+      'frontend: audio block has shape (2, 160), expected [batch, n * 320, '
+      '...]: a step takes whole blocks of 320 frames.')
   with pytest.raises(ValueError, match='dtype int32, expected float32'):
     frontend.step({}, state, jnp.zeros((2, 320), jnp.int32))
 

@@ -1,5 +1,6 @@
 """Every layer obeys the streaming contract and matches its Keras counterpart."""
 
+import fractions
 import functools
 
 import jax
@@ -24,6 +25,17 @@ CONV_CASES = {
                                 feature_padding='same'),
     'xla_dilated': dict(kernel_size=(4, 3), dilation=(3, 2),
                         implementation='xla'),
+    # Strided in time: blocks of the stride, each valid/causal/semicausal.
+    't_stride2_k4_valid': dict(kernel_size=(4, 3), strides=(2, 1)),
+    't_stride2_k3_valid': dict(kernel_size=(3, 3), strides=(2, 1)),
+    't_stride2_causal': dict(kernel_size=(3, 3), strides=(2, 1),
+                             time_padding='causal'),
+    't_stride3_k5_semicausal': dict(kernel_size=(5, 2), strides=(3, 1),
+                                    time_padding='semicausal'),
+    't_stride3_k2_semicausal': dict(kernel_size=(2, 3), strides=(3, 1),
+                                    time_padding='semicausal'),
+    't_stride2_dilated_xla': dict(kernel_size=(3, 3), dilation=(2, 1),
+                                  strides=(2, 2), implementation='xla'),
 }
 
 
@@ -35,10 +47,22 @@ def _inputs(shape, seed=0):
 @pytest.mark.parametrize('case', list(CONV_CASES))
 def test_conv2d_contract(case, time):
   conv = layers.Conv2D('conv', 6, activation='relu', **CONV_CASES[case])
+  time -= time % conv.block_size
   params = conv.init(jax.random.key(1), (10, 3))
   report = check_streaming_contract(conv, params, _inputs((3, time, 10, 3)))
-  assert report.stream_shape[1] == time
-  assert report.full_shape[1] == time - conv.lookback
+  assert report.stream_shape[1] == time // conv.block_size
+  assert report.full_shape[1] == time // conv.block_size - conv.lookback
+
+
+@pytest.mark.parametrize('case, lookback, state_frames', [
+    ('k3x3', 2, 2), ('causal_same', 0, 2), ('t_stride2_k4_valid', 1, 2),
+    ('t_stride2_k3_valid', 1, 2), ('t_stride2_causal', 0, 2),
+    ('t_stride3_k5_semicausal', 0, 2), ('t_stride3_k2_semicausal', 0, 0)])
+def test_conv2d_time_geometry(case, lookback, state_frames):
+  conv = layers.Conv2D('conv', 2, **CONV_CASES[case])
+  assert conv.lookback == lookback
+  assert conv.window.state_frames == state_frames
+  assert conv.output_ratio == fractions.Fraction(1, conv.block_size)
 
 
 KERAS_CASES = [name for name, c in CONV_CASES.items()
@@ -56,9 +80,7 @@ def test_conv2d_matches_keras(case):
   params = conv.init(jax.random.key(2), (10, 3))
   params['bias'] = jax.random.normal(jax.random.key(3), (6,))
   x = _inputs((2, 30, 10, 3))
-  padded = x
-  if conv.time_padding == 'causal':
-    padded = jnp.pad(padded, ((0, 0), (conv.span - 1, 0), (0, 0), (0, 0)))
+  padded = conv.window.full_window(x)  # time: zeros or a crop on the left
   padded = jnp.pad(padded, ((0, 0), (0, 0), conv._feature_pads(), (0, 0)))
   keras_conv = tf.keras.layers.Conv2D(
       6, config['kernel_size'], strides=config.get('strides', (1, 1)),
@@ -211,16 +233,22 @@ def test_sequential_contract_state_and_lookback():
   assert sorted(params) == ['c1', 'c2', 'c3', 'dense', 'out']
   state = net.init_state(2, (10, 2))
   assert {k: v.shape for k, v in state.items()} == {
-      'c1': (2, 3, 10, 2), 'c2': (2, 9, 8, 8), 'flatten': (2, 3, 5, 4)}
+      'c1': (2, 2, 10, 2), 'c2': (2, 8, 8, 8), 'flatten': (2, 2, 5, 4)}
   check_streaming_contract(net, params, _inputs((2, 20, 10, 2)))
 
 
 def test_sequential_rejects_bad_stacks():
   with pytest.raises(ValueError, match='names must be unique, c repeat'):
     layers.Sequential('net', (layers.Dense('c', 2), layers.Dense('c', 2)))
-  from kws_jax.frontend import MfccFrontend
-  with pytest.raises(ValueError, match='frontend consumes blocks of 320'):
-    layers.Sequential('net', (layers.Dense('d', 2), MfccFrontend()))
+  # A valid kernel of 2 leaves 1 warm-up frame; a stride of 2 after it would
+  # pair other frames when streaming than in the full window.
+  with pytest.raises(ValueError, match='the layers before c2 leave 1 warm-up '
+                     'frames, not a multiple of its block of 2'):
+    layers.Sequential('net', (layers.Conv2D('c1', 2, (2, 1)),
+                              layers.Conv2D('c2', 2, (2, 1), strides=(2, 1))))
+  layers.Sequential('net', (
+      layers.Conv2D('c1', 2, (2, 1), time_padding='causal'),
+      layers.Conv2D('c2', 2, (2, 1), strides=(2, 1))))
 
 
 def test_step_with_wrong_frame_names_layer_and_shapes():
@@ -241,7 +269,9 @@ def test_step_with_wrong_frame_names_layer_and_shapes():
 
 
 @pytest.mark.parametrize('kwargs, fragment', [
-    (dict(kernel_size=(3, 3), strides=(2, 1)), 'stride in time is 2'),
+    (dict(kernel_size=(3, 3), time_padding='same'),
+     "time_padding is 'same', expected one of 'valid', 'causal', "
+     "'semicausal'"),
     (dict(kernel_size=(3,)), 'kernel_size is (3,)'),
     (dict(kernel_size=(3, 3), activation='relu7'),
      "conv: unknown activation 'relu7'"),
@@ -264,3 +294,48 @@ def test_conv2d_kernel_larger_than_input_names_sizes():
   assert str(error.value).startswith(
       'conv2d_5: kernel 5 with dilation 2 spans 9 frames in time, but only 7 '
       'remain')
+
+
+POOL_CASES = {
+    'max_2x2': dict(pool_size=(2, 2)),
+    'average_3x1_stride1': dict(pool_size=(3, 1), strides=(1, 1),
+                                kind='average'),
+    'max_3x2_stride2_causal': dict(pool_size=(3, 2), strides=(2, 2),
+                                   time_padding='causal'),
+    'average_2x3_stride3_semicausal': dict(pool_size=(2, 3), strides=(3, 1),
+                                           kind='average',
+                                           time_padding='semicausal'),
+    'global_average_12': dict(pool_size=(12, 10), strides=(1, 1),
+                              kind='average'),
+}
+
+
+@pytest.mark.parametrize('case', list(POOL_CASES))
+def test_pool2d_contract(case):
+  pool = layers.Pool2D('pool', **POOL_CASES[case])
+  time = 24 - 24 % pool.block_size
+  report = check_streaming_contract(pool, {}, _inputs((2, time, 10, 3)))
+  assert report.stream_shape[1] == time // pool.block_size
+
+
+@pytest.mark.parametrize('case', [c for c in POOL_CASES if 'causal' not in c])
+def test_pool2d_matches_keras(case):
+  tf = pytest.importorskip('tensorflow')
+  config = POOL_CASES[case]
+  pool = layers.Pool2D('pool', **config)
+  keras_class = (tf.keras.layers.MaxPooling2D if pool.kind == 'max' else
+                 tf.keras.layers.AveragePooling2D)
+  keras_pool = keras_class(config['pool_size'], config.get('strides'),
+                           padding='valid')
+  x = _inputs((2, 24, 10, 3))
+  np.testing.assert_allclose(pool.apply({}, x), keras_pool(np.asarray(x)),
+                             atol=1e-6)
+
+
+def test_pool2d_on_vectors_and_bad_sizes():
+  pool = layers.Pool2D('pool', (2, 2))
+  assert pool.apply({}, _inputs((2, 8, 6))).shape == (2, 4, 3)
+  with pytest.raises(ValueError, match='pool of 4 features, but frames have 3'):
+    layers.Pool2D('pool', (1, 4)).output_shape((3, 2))
+  with pytest.raises(ValueError, match="kind is 'sum', expected one of"):
+    layers.Pool2D('pool', (2, 2), kind='sum')

@@ -175,7 +175,7 @@ def test_bad_inputs_name_the_layer_and_shapes():
   with pytest.raises(ValueError, match='at least 12800'):
     layer.apply({}, jnp.zeros((1, 12000)))
   with pytest.raises(ValueError, match=r'audio block has shape \(1, 320\), '
-                     r'expected \(1, 1280\)'):
+                     r'expected \[batch, n \* 1280'):
     layer.step({}, layer.init_state(1), jnp.zeros((1, 320)))
   with pytest.raises(ValueError, match='expected rank 2'):
     layer.apply({}, jnp.zeros((1, 32000, 1)))

@@ -31,7 +31,7 @@ def test_prints_published_table_and_state():
   assert rows['conv2d_6'].split()[2:] == ['(None,', '1,', '11,', '128)',
                                           '82,048']
   assert 'Total params: 607,246' in lines
-  assert 'Total state: 46,844 values (187,376 bytes) in 7 tensors.' in lines
+  assert 'Total state: 40,872 values (163,488 bytes) in 7 tensors.' in lines
   # Hand count: per conv, output features * filters * k_t * k_f * channels in;
   # dense 1408*128 + 128*256 + 256*14.
   conv_macs = (18 * 64 * 3 * 3 * 1 + 16 * 64 * 5 * 3 * 64 + 14 * 64 * 5 * 3 * 64

@@ -5,22 +5,32 @@ A layer maps a sequence ``x: [batch, time, *in_shape]`` to
 
 * full-window: ``apply(params, x, train=..., rng=...)`` over the whole sequence;
 * streaming: ``init_state(batch_size, in_shape)`` and
-  ``step(params, state, frame) -> (state, out)`` with ``frame: [batch,
-  block_size, *in_shape]`` and ``out: [batch, 1, *out_shape]``. The argument
-  order fits ``jax.lax.scan`` directly (see ``scan_steps``).
+  ``step(params, state, x) -> (state, y)``. The argument order fits
+  ``jax.lax.scan`` directly (see ``scan_steps``).
 
-Geometry. Every step consumes ``block_size`` input frames and emits one output
-frame. The full-window form uses "valid" time padding: it only emits frames
-whose whole receptive field lies inside ``x``. A stream started from
-``init_state`` therefore first emits ``lookback`` warm-up frames (computed on
-the zero state) and from then on output ``lookback + i`` of the stream equals
-output ``i`` of the full-window form:
+Blocks and ratios. A step takes any whole number ``n`` of blocks,
+``x: [batch, n * block_size, *in_shape]``, and returns
+``n * block_size * output_ratio`` frames; ``output_ratio`` is a ``Fraction``
+(``1 / block_size`` by default: one output frame per block, as a frontend
+that turns 320 samples into one feature frame, or a convolution with a time
+stride of 2 and blocks of 2 frames). A step of ``n`` blocks equals ``n``
+steps of one block.
+
+Geometry. The full-window form only emits frames whose receptive field lies
+inside ``x`` ("valid"), or pads the past with zeros ("causal"). A stream
+started from ``init_state`` first emits ``lookback`` warm-up frames (computed
+on the zero state) and from then on output ``lookback + i`` of the stream
+equals output ``i`` of the full-window form:
 
     scan_steps(layer, params, x)[:, lookback:] == apply(params, x)
 
 For ``time`` a multiple of ``block_size`` the full-window output has
-``output_length(time) = time // block_size - lookback`` frames. Layers padded
-causally in time have ``lookback == 0``: both forms agree frame for frame.
+``output_length(time) = time * output_ratio - lookback`` frames. Causal
+layers have ``lookback == 0``: both forms agree frame for frame.
+``receptive_field`` counts the input frames one output frame depends on
+(``math.inf`` for a recurrent layer) and is not the same as ``lookback``.
+A layer that cannot stream at all (a bidirectional recurrence, global
+attention) says so with ``supports_step = False``.
 
 Everything is a pure function of explicit pytrees: params and state go in and
 come out; layers themselves are frozen, hashable dataclasses that only hold
@@ -30,6 +40,7 @@ configuration, so they can be closed over or passed as static jit arguments.
 from __future__ import annotations
 
 import abc
+import fractions
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,13 +68,28 @@ class Layer(abc.ABC):
 
   @property
   def block_size(self) -> int:
-    """Input frames consumed by one ``step``."""
+    """Input frames of one block: a step takes a whole number of blocks."""
     return 1
+
+  @property
+  def output_ratio(self) -> fractions.Fraction:
+    """Output frames per input frame (one per block unless overridden)."""
+    return fractions.Fraction(1, self.block_size)
 
   @property
   def lookback(self) -> int:
     """Warm-up output frames of a stream that have no full-window counterpart."""
     return 0
+
+  @property
+  def receptive_field(self) -> int | float:
+    """Input frames one output frame depends on (``math.inf``: unbounded)."""
+    return (self.lookback + 1) * self.block_size
+
+  @property
+  def supports_step(self) -> bool:
+    """Whether the streaming form exists."""
+    return True
 
   def output_length(self, length: int) -> int:
     """Frames of ``apply``'s output for ``length`` input frames.
@@ -71,7 +97,8 @@ class Layer(abc.ABC):
     Raises:
       ValueError: if the input is too short to produce one output frame.
     """
-    out = length // self.block_size - self.lookback
+    blocks = length // self.block_size
+    out = int(blocks * self.block_size * self.output_ratio) - self.lookback
     if out < 1:
       needed = (self.lookback + 1) * self.block_size
       raise ValueError(
@@ -116,10 +143,10 @@ class Layer(abc.ABC):
 
   def step(self, params: Params, state: State,
            frame: Array) -> tuple[State, Array]:
-    """One streaming step: ``frame [batch, block_size, *in]`` -> ``[batch, 1, *out]``.
+    """``n`` blocks ``[batch, n * block_size, *in]`` -> ``[batch, n * block_size * output_ratio, *out]``.
 
     The default suits stateless, frame-wise layers (``lookback == 0``,
-    ``block_size == 1``): it applies the full-window form to the frame.
+    ``block_size == 1``): it applies the full-window form to the frames.
     """
     return state, self.apply(params, frame)
 
@@ -168,32 +195,48 @@ def check_choice(layer_name: str, field: str, value: Any,
         f'{", ".join(map(repr, choices))}.')
 
 
+def check_blocks(layer_name: str, x: Array, block_size: int,
+                 what: str = 'input') -> int:
+  """The number of whole blocks in ``x [batch, time, ...]``; raises naming the layer."""
+  time = x.shape[1] if x.ndim >= 2 else 0
+  if x.ndim < 2 or time < block_size or time % block_size:
+    raise ValueError(
+        f'{layer_name}: {what} has shape {tuple(x.shape)}, expected [batch, '
+        f'n * {block_size}, ...]: a step takes whole blocks of {block_size} '
+        'frames.')
+  return time // block_size
+
+
 def scan_steps(layer: Layer, params: Params, x: Array,
-               state: State | None = None) -> tuple[State, Array]:
+               state: State | None = None, blocks_per_step: int = 1
+               ) -> tuple[State, Array]:
   """Streams ``x`` through ``layer.step`` with ``jax.lax.scan``.
 
   Args:
     layer: any object following the streaming contract.
     params: the layer's parameters.
-    x: ``[batch, time, *in_shape]``, ``time`` a multiple of ``layer.block_size``.
+    x: ``[batch, time, *in_shape]``, ``time`` a multiple of
+      ``layer.block_size * blocks_per_step``.
     state: initial state; zeros from ``init_state`` when omitted.
+    blocks_per_step: blocks each step takes.
 
   Returns:
-    ``(final_state, y)`` with ``y: [batch, time // block_size, *out_shape]``.
+    ``(final_state, y)`` with ``y: [batch, time * output_ratio, *out_shape]``.
   """
   batch, time = x.shape[:2]
-  block = layer.block_size
-  if time % block:
+  chunk = layer.block_size * blocks_per_step
+  if time % chunk:
     raise ValueError(
-        f'{layer.name}: stream length {time} is not a multiple of the block '
-        f'size {block} consumed by one step.')
+        f'{layer.name}: stream length {time} is not a multiple of the '
+        f'{chunk} frames one step takes ({blocks_per_step} block(s) of '
+        f'{layer.block_size}).')
   if state is None:
     state = layer.init_state(batch, tuple(x.shape[2:]), x.dtype)
-  blocks = x.reshape(batch, time // block, block, *x.shape[2:])
-  blocks = jnp.moveaxis(blocks, 1, 0)  # [steps, batch, block, ...]
-  state, ys = jax.lax.scan(lambda s, f: layer.step(params, s, f), state, blocks)
-  ys = jnp.moveaxis(ys, 0, 1)  # [batch, steps, 1, ...]
-  return state, ys.reshape(batch, ys.shape[1], *ys.shape[3:])
+  chunks = x.reshape(batch, time // chunk, chunk, *x.shape[2:])
+  chunks = jnp.moveaxis(chunks, 1, 0)  # [steps, batch, chunk, ...]
+  state, ys = jax.lax.scan(lambda s, f: layer.step(params, s, f), state, chunks)
+  ys = jnp.moveaxis(ys, 0, 1)  # [batch, steps, outputs per step, ...]
+  return state, ys.reshape(batch, ys.shape[1] * ys.shape[2], *ys.shape[3:])
 
 
 def shift_in(buffer: Array, frame: Array) -> Array:

@@ -16,10 +16,11 @@ from kws_jax.layers import base
 from kws_jax.layers.activations import get_activation
 from kws_jax.layers.core import cast_operands
 from kws_jax.layers.im2col import conv_valid
+from kws_jax.layers.window import PADDINGS as TIME_PADDINGS
+from kws_jax.layers.window import TimeWindow
 
 Array = jax.Array
 
-TIME_PADDINGS = ('valid', 'causal')
 FEATURE_PADDINGS = ('valid', 'same')
 IMPLEMENTATIONS = ('im2col', 'xla')
 
@@ -28,17 +29,20 @@ IMPLEMENTATIONS = ('im2col', 'xla')
 class Conv2D(base.Layer):
   """2-D convolution over ``[batch, time, feature, channels]``.
 
-  Time: stride 1, dilation ``dilation[0]``; ``time_padding='valid'`` (as
-  kws_streaming's Stream(Conv2D)) or ``'causal'`` (left-padded with zeros, so
-  the output has as many frames as the input). Feature: stride and dilation as
-  given; ``feature_padding='same'`` pads ``dilated_kernel - stride`` zeros
-  split left/right as kws_streaming's ``pad_freq_dim='same'``.
+  Time: stride ``strides[0]`` and dilation ``dilation[0]``, placed by
+  ``time_padding`` (``layers.window``): ``'valid'`` (as kws_streaming's
+  Stream(Conv2D)), ``'causal'`` (zeros on the left: with stride 1, as many
+  output frames as input frames) or ``'semicausal'`` (strided outputs end on
+  the last frame of their block). Feature: stride and dilation as given;
+  ``feature_padding='same'`` pads ``dilated_kernel - stride`` zeros split
+  left/right as kws_streaming's ``pad_freq_dim='same'``.
 
-  Streaming: the state is a buffer of the last
-  ``span = dilation[0] * (kernel_size[0] - 1) + 1`` frames
-  ``[batch, span, feature, channels]`` (the new frame included, as in
-  kws_streaming); a layer with ``span == 1`` is stateless. ``lookback`` is
-  ``span - 1`` for valid padding and 0 for causal padding.
+  Streaming: a step takes ``n`` blocks of ``strides[0]`` frames and returns
+  ``n`` frames. The state is a buffer of the last input frames the next
+  output still reads, ``[batch, window.state_frames, feature, channels]``
+  (``span - 1`` frames at stride 1, with ``span = dilation[0] *
+  (kernel_size[0] - 1) + 1``); a layer with ``span == 1`` is stateless.
+  ``lookback`` is ``ceil(span / stride) - 1`` for valid padding, 0 otherwise.
 
   ``implementation='im2col'`` gathers the kernel taps with shifted slices and
   does one matmul, with a VJP of the same form (see ``layers.im2col``; fast
@@ -67,15 +71,11 @@ class Conv2D(base.Layer):
         raise ValueError(
             f'{self.name}: {field} is {value!r}, expected a pair of positive '
             'ints (time, feature).')
-    if self.strides[0] != 1:
-      raise ValueError(
-          f'{self.name}: stride in time is {self.strides[0]}, but a streaming '
-          'Conv2D steps one frame at a time; use strides (1, s) and a larger '
-          'window_stride_ms in the frontend to reduce the frame rate.')
     if not isinstance(self.filters, int) or self.filters < 1:
       raise ValueError(
           f'{self.name}: filters is {self.filters!r}, expected a positive int.')
-    base.check_choice(self.name, 'time_padding', self.time_padding, TIME_PADDINGS)
+    base.check_choice(self.name, 'time_padding', self.time_padding,
+                      TIME_PADDINGS)
     base.check_choice(self.name, 'feature_padding', self.feature_padding,
                   FEATURE_PADDINGS)
     base.check_choice(self.name, 'implementation', self.implementation,
@@ -90,12 +90,24 @@ class Conv2D(base.Layer):
     return self.dilation[0] * (self.kernel_size[0] - 1) + 1
 
   @property
+  def window(self) -> TimeWindow:
+    return TimeWindow(self.span, self.strides[0], self.time_padding)
+
+  @property
   def _feature_span(self) -> int:
     return self.dilation[1] * (self.kernel_size[1] - 1) + 1
 
   @property
+  def block_size(self) -> int:
+    return self.strides[0]
+
+  @property
   def lookback(self) -> int:
-    return self.span - 1 if self.time_padding == 'valid' else 0
+    return self.window.lookback
+
+  @property
+  def receptive_field(self) -> int:
+    return self.span
 
   def _feature_pads(self) -> tuple[int, int]:
     if self.feature_padding == 'valid':
@@ -116,13 +128,14 @@ class Conv2D(base.Layer):
     return out
 
   def output_length(self, length: int) -> int:
-    if length - self.lookback < 1:
+    out = self.window.output_length(length)
+    if out < 1:
       raise ValueError(
           f'{self.name}: kernel {self.kernel_size[0]} with dilation '
           f'{self.dilation[0]} spans {self.span} frames in time, but only '
           f'{length} remain in the time axis. Use a smaller kernel or '
           'dilation in time, a longer clip or a shorter window stride.')
-    return length - self.lookback
+    return out
 
   def output_shape(self, in_shape: base.Shape) -> base.Shape:
     if len(in_shape) != 2:
@@ -155,28 +168,24 @@ class Conv2D(base.Layer):
     del train, rng
     base.check_rank(self.name, x, 2)
     self._check_channels(params, x.shape[-1])
-    if self.time_padding == 'causal':
-      x = jnp.pad(x, ((0, 0), (self.span - 1, 0), (0, 0), (0, 0)))
     self.output_length(x.shape[1])
-    return self._valid_conv(params, x)
+    return self._valid_conv(params, self.window.full_window(x))
 
   def init_state(self, batch_size: int, in_shape: base.Shape,
                  dtype: Any = jnp.float32) -> base.State:
-    if self.span == 1:
-      return ()
-    return jnp.zeros((batch_size, self.span, *in_shape), dtype)
+    return self.window.init_state(batch_size, tuple(in_shape), dtype)
 
   def step(self, params: base.Params, state: base.State,
            frame: Array) -> tuple[base.State, Array]:
-    if self.span == 1:
-      base.check_rank(self.name, frame, 2, 'frame')
-      base.check_frame(self.name, frame, (frame.shape[0], 1, *frame.shape[2:]))
-      self._check_channels(params, frame.shape[-1])
-      return state, self._valid_conv(params, frame)
-    batch, _, *frame_shape = state.shape
-    base.check_frame(self.name, frame, (batch, 1, *frame_shape), state.dtype)
-    buffer = base.shift_in(state, frame)
-    return buffer, self._valid_conv(params, buffer)
+    base.check_rank(self.name, frame, 2, 'frame')
+    base.check_blocks(self.name, frame, self.block_size, 'frame')
+    self._check_channels(params, frame.shape[-1])
+    if not isinstance(state, tuple):
+      base.check_frame(self.name, frame[:, :1], (state.shape[0], 1,
+                                                 *state.shape[2:]),
+                       state.dtype)
+    state, window_input = self.window.stream(state, frame)
+    return state, self._valid_conv(params, window_input)
 
   # -- Implementation ---------------------------------------------------------
 
@@ -201,7 +210,7 @@ class Conv2D(base.Layer):
           preferred_element_type=x.dtype)
     else:
       y = conv_valid(x, kernel, self.dilation, self.strides[1],
-                     self.compute_dtype)
+                     self.compute_dtype, time_stride=self.strides[0])
     if self.use_bias:
       y = y + params['bias']
     return get_activation(self.activation)(y)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from kws_jax.layers import base
 from kws_jax.layers.activations import get_activation
+from kws_jax.layers.window import TimeWindow
 
 Array = jax.Array
 
@@ -187,9 +188,9 @@ class Flatten(base.Layer):
 
   ``[batch, time, *frame]`` -> ``[batch, time - window + 1, window * prod(frame)]``
   in (time, feature, channel) order, as Keras' Flatten on
-  ``[batch, window, feature, channel]``. Streaming keeps the last ``window``
-  frames in a buffer ``[batch, window, *frame]`` (stateless when
-  ``window == 1``); ``lookback = window - 1``.
+  ``[batch, window, feature, channel]``. Streaming keeps the last
+  ``window - 1`` frames in a buffer ``[batch, window - 1, *frame]``
+  (stateless when ``window == 1``); ``lookback = window - 1``.
   """
 
   name: str
@@ -199,6 +200,10 @@ class Flatten(base.Layer):
     if not isinstance(self.window, int) or self.window < 1:
       raise ValueError(
           f'{self.name}: window is {self.window!r}, expected a positive int.')
+
+  @property
+  def _time_window(self) -> TimeWindow:
+    return TimeWindow(self.window)
 
   @property
   def lookback(self) -> int:
@@ -218,15 +223,14 @@ class Flatten(base.Layer):
 
   def init_state(self, batch_size: int, in_shape: base.Shape,
                  dtype: Any = jnp.float32) -> base.State:
-    if self.window == 1:
-      return ()
-    return jnp.zeros((batch_size, self.window, *in_shape), dtype)
+    return self._time_window.init_state(batch_size, tuple(in_shape), dtype)
 
   def step(self, params: base.Params, state: base.State,
            frame: Array) -> tuple[base.State, Array]:
-    if self.window == 1:
-      return state, frame.reshape(frame.shape[0], 1, -1)
-    batch, _, *frame_shape = state.shape
-    base.check_frame(self.name, frame, (batch, 1, *frame_shape), state.dtype)
-    buffer = base.shift_in(state, frame)
-    return buffer, buffer.reshape(batch, 1, -1)
+    base.check_blocks(self.name, frame, 1, 'frame')
+    if not isinstance(state, tuple):
+      batch, _, *frame_shape = state.shape
+      base.check_frame(self.name, frame[:, :1], (batch, 1, *frame_shape),
+                       state.dtype)
+    state, window_input = self._time_window.stream(state, frame)
+    return state, self.apply(params, window_input)

@@ -24,20 +24,21 @@ Array = jax.Array
 
 
 def im2col(x: Array, kernel_size: tuple[int, int], dilation: tuple[int, int],
-           feature_stride: int) -> Array:
+           feature_stride: int, time_stride: int = 1) -> Array:
   """Kernel taps of a valid convolution, as channels.
 
   Args:
     x: ``[batch, time, feature, channels]``.
     kernel_size, dilation: ``(time, feature)`` pairs.
-    feature_stride: stride in the feature axis (1 in time).
+    feature_stride, time_stride: strides in the two axes.
 
   Returns:
     ``[batch, time_out, feature_out, k_time * k_feat * channels]`` with taps
     ordered (time, feature, channel), matching a Keras kernel reshaped to
     ``[k_time * k_feat * channels, filters]``.
   """
-  time_out = x.shape[1] - dilation[0] * (kernel_size[0] - 1)
+  time_out = (x.shape[1] - dilation[0] * (kernel_size[0] - 1) - 1
+              ) // time_stride + 1
   feature_out = (x.shape[2] - dilation[1] * (kernel_size[1] - 1) - 1
                  ) // feature_stride + 1
   taps = []
@@ -45,7 +46,7 @@ def im2col(x: Array, kernel_size: tuple[int, int], dilation: tuple[int, int],
     t0 = i * dilation[0]
     for j in range(kernel_size[1]):
       f0 = j * dilation[1]
-      taps.append(x[:, t0:t0 + time_out,
+      taps.append(x[:, t0:t0 + (time_out - 1) * time_stride + 1:time_stride,
                     f0:f0 + (feature_out - 1) * feature_stride + 1:
                     feature_stride])
   return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
@@ -57,14 +58,22 @@ def _matmul(a: Array, b: Array, compute_dtype) -> Array:
 
 
 def conv_valid(x: Array, kernel: Array, dilation: tuple[int, int],
-               feature_stride: int, compute_dtype: str | None) -> Array:
+               feature_stride: int, compute_dtype: str | None,
+               time_stride: int = 1) -> Array:
   """Valid convolution, no bias: ``[B, T, F, C] * [kt, kf, C, O] -> [B, T', F', O]``.
 
-  Stride 1 in time, ``feature_stride`` in features; float32 output. In
+  Strides ``time_stride`` and ``feature_stride``; float32 output. In
   float32, autodiff of the im2col forward pass is the faster backward pass
   on XLA:CPU (120 vs 92 examples/s for the paper CNN); with bfloat16 inputs
   the custom VJP is (113 vs 86), as autodiff would run its matmuls in float32.
+  The custom VJP handles time stride 1; strided in time, autodiff runs.
   """
+  if time_stride != 1:
+    dtype = compute_dtype or x.dtype
+    patches = im2col(x.astype(dtype), kernel.shape[:2], dilation,
+                     feature_stride, time_stride)
+    return _matmul(patches, kernel.reshape(-1, kernel.shape[-1]),
+                   dtype).astype(x.dtype)
   if compute_dtype is None:
     return _conv_forward(x, kernel, dilation, feature_stride, None)[0]
   return _conv_valid_mixed(x, kernel, dilation, feature_stride, compute_dtype)

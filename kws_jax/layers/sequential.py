@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import fractions
+import functools
+import math
 from typing import Any
 
 import jax
@@ -19,10 +22,18 @@ class Sequential(base.Layer):
 
   Params and state are dicts keyed by layer name, holding only the layers
   that have params (or state): ``{'conv2d_0': {'kernel': ..., 'bias': ...}}``.
-  The first layer may consume a block of input frames per step (a frontend
-  taking 320 audio samples); every later layer consumes the one frame its
-  predecessor emits, so warm-up frames add up: ``lookback`` is the sum of the
-  layers' lookbacks.
+
+  Streaming through the ratios: layer ``k`` sees ``rate_k`` of its frames per
+  input frame of the stack (the product of the ratios before it), so the
+  stack's block is the least input that gives every layer whole blocks,
+  ``lcm_k(block_k / rate_k)``, and a step of the stack hands each layer a
+  whole number of its own blocks. Warm-up frames compose through the ratios
+  too: the ``w`` warm-up frames reaching a layer with blocks of ``b`` frames
+  become ``w / b`` of its outputs, plus its own ``lookback``. A stack where
+  ``w`` is not a multiple of ``b`` (its stream would read windows between
+  those of the full-window form), or where a layer's block is not a whole
+  number of input frames, cannot stream: it is refused when built, naming
+  the layer.
   """
 
   name: str
@@ -36,20 +47,60 @@ class Sequential(base.Layer):
     if duplicates:
       raise ValueError(f'{self.name}: layer names must be unique, '
                        f'{", ".join(duplicates)} repeat.')
-    for layer in self.layers[1:]:
-      if layer.block_size != 1:
+    _ = self._geometry  # refuses a stack that cannot stream
+
+  def children(self) -> tuple[base.Layer, ...]:
+    return self.layers
+
+  @functools.cached_property
+  def _geometry(self) -> tuple[int, fractions.Fraction, int]:
+    """``(block_size, output_ratio, lookback)`` of the stack."""
+    rate = fractions.Fraction(1)
+    block = 1
+    warmup = fractions.Fraction(0)  # in frames of the current layer's input
+    for layer in self.layers:
+      need = layer.block_size / rate  # stack input frames per block
+      if need.denominator != 1:
         raise ValueError(
-            f'{self.name}: {layer.name} consumes blocks of {layer.block_size} '
-            'frames per step, but only the first layer of a stack may: every '
-            'later layer receives one frame per step.')
+            f'{self.name}: {layer.name} takes blocks of {layer.block_size} '
+            f'frames, which is {need} input frames of the stack: not a whole '
+            'number, so the stack cannot stream. Change the strides before '
+            'it.')
+      block = math.lcm(block, int(need))
+      if warmup % layer.block_size:
+        raise ValueError(
+            f'{self.name}: the layers before {layer.name} leave {warmup} '
+            f'warm-up frames, not a multiple of its block of '
+            f'{layer.block_size}: its stream would read other windows than '
+            'its full-window form. Use causal or semicausal time padding '
+            f'before it, or a kernel that leaves a multiple of '
+            f'{layer.block_size} frames.')
+      warmup = warmup * layer.output_ratio + layer.lookback
+      rate *= layer.output_ratio
+    return block, rate, int(warmup)
 
   @property
   def block_size(self) -> int:
-    return self.layers[0].block_size
+    return self._geometry[0]
+
+  @property
+  def output_ratio(self) -> fractions.Fraction:
+    return self._geometry[1]
 
   @property
   def lookback(self) -> int:
-    return sum(layer.lookback for layer in self.layers)
+    return self._geometry[2]
+
+  @property
+  def receptive_field(self) -> int | float:
+    field = 1
+    for layer in reversed(self.layers):
+      field = (field - 1) / layer.output_ratio + layer.receptive_field
+    return field if math.isinf(field) else int(field)
+
+  @property
+  def supports_step(self) -> bool:
+    return all(layer.supports_step for layer in self.layers)
 
   def output_length(self, length: int) -> int:
     for layer in self.layers:
@@ -73,8 +124,13 @@ class Sequential(base.Layer):
     return result
 
   def step_macs(self, in_shape: base.Shape) -> int:
-    return sum(layer.step_macs(shape)
-               for layer, shape, _ in self.shapes(in_shape))
+    """Multiply-accumulates of one step of the stack (one block of its input)."""
+    total, rate = 0, fractions.Fraction(1)
+    for layer, shape, _ in self.shapes(in_shape):
+      blocks = self.block_size * rate / layer.block_size
+      total += int(blocks) * layer.step_macs(shape)
+      rate *= layer.output_ratio
+    return total
 
   def init(self, rng: Array, in_shape: base.Shape) -> base.Params:
     params = {}

@@ -80,9 +80,20 @@ class Model(base.Layer):
     return Sequential(self.name, self.net.layers[1:])
 
   @property
-  def receptive_field(self) -> int:
+  def receptive_field(self) -> int | float:
     """Input frames (samples for audio) that one output frame depends on."""
-    return (self.net.lookback + 1) * self.net.block_size
+    return self.net.receptive_field
+
+  @property
+  def output_ratio(self):
+    return self.net.output_ratio
+
+  @property
+  def supports_step(self) -> bool:
+    return self.net.supports_step
+
+  def children(self) -> tuple[base.Layer, ...]:
+    return (self.net,)
 
   # -- The contract, delegated to the network ---------------------------------
 
@@ -114,10 +125,11 @@ class Model(base.Layer):
     if x.ndim != 2 + len(self.input_shape) or x.shape[2:] != self.input_shape:
       raise ValueError(f'{self.name}: input has shape {tuple(x.shape)}, '
                        f'expected {expected}.')
-    if x.shape[1] < self.receptive_field:
+    needed = min(self.receptive_field, self.clip_length)
+    if x.shape[1] < needed:
       raise ValueError(
           f'{self.name}: input has {x.shape[1]} frames in time, expected at '
-          f'least {self.receptive_field} (the receptive field).')
+          f'least {needed} (one clip, or the receptive field if shorter).')
     base.check_floating(self.name, x)
     return self.net.apply(params, x, train=train, rng=rng)
 
@@ -133,14 +145,24 @@ class Model(base.Layer):
 
   def step(self, params: base.Params, state: base.State,
            frame: Array) -> tuple[base.State, Array]:
-    """``frame [batch, block_size, *input_shape]`` -> logits ``[batch, 1, labels]``."""
+    """``n`` blocks ``[batch, n * block_size, *input_shape]`` -> logits ``[batch, n, labels]``.
+
+    Output ``i`` holds the logits of the clip-long window ending with block
+    ``i``; a step of ``n`` blocks equals ``n`` steps of one.
+    """
     self._check_params(params)
+    if not self.supports_step:
+      raise ValueError(f'{self.name}: this model cannot stream (a layer '
+                       'needs the whole clip); use apply on whole clips.')
     frame_shape = (self.block_size, *self.input_shape)
-    if frame.ndim != 1 + len(frame_shape) or frame.shape[1:] != frame_shape:
+    if (frame.ndim != 1 + len(frame_shape) or frame.shape[2:] !=
+        frame_shape[1:] or not frame.shape[1] or
+        frame.shape[1] % self.block_size):
       raise ValueError(
           f'{self.name}: input frame has shape {tuple(frame.shape)}, expected '
-          f'[batch, {", ".join(map(str, frame_shape))}] (a batch axis first: '
-          'frame[None] for one stream).')
+          f'[batch, {", ".join(map(str, frame_shape))}] or n blocks [batch, '
+          f'n * {self.block_size}{"".join(f", {d}" for d in frame_shape[1:])}]'
+          ' (a batch axis first: frame[None] for one stream).')
     batch = frame.shape[0]
     base.check_floating(self.name, frame, 'input frame')
     self.check_state(state, batch, frame.dtype)

@@ -56,14 +56,9 @@ def audio_step(model: Model, params: Any, state: Any, block: Array
     state, logits = model.step(params, state, block)
     return state, logits[:, 0]
   frontend_state, net_state = state
-  stride = model.frontend.stride_samples
-  features = []
-  for i in range(model.block_size):  # feature frames per network step
-    frontend_state, frame = model.frontend.step(
-        {}, frontend_state, block[:, i * stride:(i + 1) * stride])
-    features.append(frame)
-  net_state, logits = model.step(params, net_state,
-                                 jnp.concatenate(features, axis=1))
+  # One frontend step over the block's feature frames.
+  frontend_state, features = model.frontend.step({}, frontend_state, block)
+  net_state, logits = model.step(params, net_state, features)
   return (frontend_state, net_state), logits[:, 0]
 
 

@@ -168,17 +168,19 @@ class SpeechEmbedding(base.Layer):
 
   def step(self, params: base.Params, state: base.State,
            frame: Array) -> tuple[base.State, Array]:
-    """``frame [batch, 1280]`` new samples -> one embedding ``[batch, 1, 96]``."""
+    """``frame [batch, n * 1280]`` new samples -> ``n`` embeddings ``[batch, n, 96]``."""
     del params
     audio_state, mel_state = state['audio'], state['mel']
-    base.check_frame(self.name, frame, (audio_state.shape[0], BLOCK),
+    blocks = base.check_blocks(self.name, frame, BLOCK,
+                               'audio block')
+    base.check_frame(self.name, frame, (audio_state.shape[0], frame.shape[1]),
                      audio_state.dtype, what='audio block')
     audio = jnp.concatenate([audio_state, frame], axis=1)
     mel = self.mel
+    new_frames = network.HOP_FRAMES * blocks
     with jax.named_scope(mel.name):
-      new = mel.frame_features(
-          mel.frames(audio, network.HOP_FRAMES, offset=0))
+      new = mel.frame_features(mel.frames(audio, new_frames, offset=0))
     frames = jnp.concatenate([mel_state, new], axis=1)
     embedding = network.embeddings(self.weights, frames)
-    return {'audio': audio[:, BLOCK:], 'mel': frames[:, network.HOP_FRAMES:]
-            }, embedding
+    return {'audio': audio[:, frame.shape[1]:],
+            'mel': frames[:, new_frames:]}, embedding

@@ -140,13 +140,14 @@ class LogMelSpectrogram(base.Layer):
 
   def step(self, params: base.Params, state: base.State,
            frame: Array) -> tuple[base.State, Array]:
-    """``frame [batch, 160]`` new samples -> one frame ``[batch, 1, 32]``."""
+    """``frame [batch, n * 160]`` new samples -> ``n`` frames ``[batch, n, 32]``."""
     del params
-    base.check_frame(self.name, frame, (state.shape[0], HOP), state.dtype,
-                     what='audio block')
+    blocks = base.check_blocks(self.name, frame, HOP, 'audio block')
+    base.check_frame(self.name, frame, (state.shape[0], frame.shape[1]),
+                     state.dtype, what='audio block')
     buffer = jnp.concatenate([state, frame], axis=1)
-    features = self.frame_features(self.frames(buffer, 1))
-    return buffer[:, HOP:], features
+    features = self.frame_features(self.frames(buffer, blocks))
+    return buffer[:, frame.shape[1]:], features
 
   # -- Pipeline ---------------------------------------------------------------
 
