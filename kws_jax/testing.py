@@ -15,6 +15,8 @@ runs the full-window form and a ``lax.scan`` over ``step`` from
 * NaN frames after the end of the input leave every earlier output of both
   forms untouched (nothing reads the future), and NaN rows of the batch leave
   the other rows untouched (rows do not leak into each other);
+* the training form (``apply_train``) gives full-window shapes and updates
+  only leaves the params have, with their shapes;
 * (``check_grads``) gradients with respect to the params agree between the
   forms (in float64), so a model may be trained through either of them.
 """
@@ -157,6 +159,17 @@ def check_streaming_contract(layer: Any, params: base.Params, x: jax.Array, *,
   assert _max_diff(stream_jit(params, x_other)[1][1:],
                    y_stream[1:]) == 0.0, (
                        f'{layer.name}: a streamed row depends on another row')
+
+  # The training form: full-window shapes, and updates only of params.
+  y_train, updates = jax.jit(lambda p, inputs: layer.apply_train(
+      p, inputs, rng=jax.random.key(0)))(params, x)
+  assert y_train.shape == y_full.shape, (
+      f'{layer.name}: training form output {y_train.shape}, expected '
+      f'{y_full.shape}')
+  merged = base.merge_updates(params, updates)
+  assert _specs(merged) == _specs(params), (
+      f'{layer.name}: training updates change the params from '
+      f'{_specs(params)} to {_specs(merged)}')
 
   grad_diff = None
   if check_grads and jax.tree.leaves(params):

@@ -339,3 +339,58 @@ def test_pool2d_on_vectors_and_bad_sizes():
     layers.Pool2D('pool', (1, 4)).output_shape((3, 2))
   with pytest.raises(ValueError, match="kind is 'sum', expected one of"):
     layers.Pool2D('pool', (2, 2), kind='sum')
+
+
+def _batch_norm_params(channels, seed=5):
+  keys = jax.random.split(jax.random.key(seed), 4)
+  return {'gamma': 1 + 0.1 * jax.random.normal(keys[0], (channels,)),
+          'beta': 0.1 * jax.random.normal(keys[1], (channels,)),
+          'moving_mean': 0.2 * jax.random.normal(keys[2], (channels,)),
+          'moving_variance': jnp.exp(0.3 * jax.random.normal(keys[3],
+                                                             (channels,)))}
+
+
+@pytest.mark.parametrize('shape', [(3, 12, 4), (3, 10, 6, 4)])
+def test_batch_norm_contract(shape):
+  norm = layers.BatchNorm('bn')
+  check_streaming_contract(norm, _batch_norm_params(4), _inputs(shape))
+
+
+def test_batch_norm_matches_keras_in_both_modes():
+  tf = pytest.importorskip('tensorflow')
+  params = _batch_norm_params(4)
+  x = _inputs((3, 10, 6, 4)) * 2 + 0.5
+  keras_norm = tf.keras.layers.BatchNormalization(momentum=0.99,
+                                                  epsilon=1e-3)
+  keras_norm.build(x.shape)
+  keras_norm.set_weights([np.asarray(params[k]) for k in (
+      'gamma', 'beta', 'moving_mean', 'moving_variance')])
+  norm = layers.BatchNorm('bn')
+  np.testing.assert_allclose(norm.apply(params, x),
+                             keras_norm(np.asarray(x), training=False),
+                             atol=1e-5)
+  y, updates = norm.apply_train(params, x)
+  expected = keras_norm(np.asarray(x), training=True)  # updates its moments
+  np.testing.assert_allclose(y, expected, atol=1e-4)
+  np.testing.assert_allclose(updates['moving_mean'],
+                             keras_norm.moving_mean.numpy(), atol=1e-6)
+  np.testing.assert_allclose(updates['moving_variance'],
+                             keras_norm.moving_variance.numpy(), atol=1e-5)
+
+
+def test_non_trainable_params_are_masked_and_merged():
+  from kws_jax.layers import base  # pylint: disable=g-import-not-at-top
+  net = layers.Sequential('net', (layers.Dense('d', 3),
+                                  layers.BatchNorm('bn')))
+  params = net.init(jax.random.key(0), (5,))
+  mask = base.trainable_mask(params)
+  assert mask == {'d': {'kernel': True, 'bias': True},
+                  'bn': {'gamma': True, 'beta': True, 'moving_mean': False,
+                         'moving_variance': False}}
+  _, updates = net.apply_train(params, _inputs((4, 6, 5)))
+  assert set(updates) == {'bn'}
+  merged = base.merge_updates(params, updates)
+  assert merged['d'] is params['d']
+  assert not np.allclose(merged['bn']['moving_mean'], 0.0)
+  with pytest.raises(ValueError, match="update of 'conv'"):
+    base.merge_updates(params, {'conv': {}})

@@ -133,6 +133,17 @@ class Layer(abc.ABC):
             rng: Array | None = None) -> Array:
     """Full-window form: ``[batch, time, *in]`` -> ``[batch, time_out, *out]``."""
 
+  def apply_train(self, params: Params, x: Array, *, rng: Array | None = None
+                  ) -> tuple[Array, Params]:
+    """The training form: ``(apply(params, x, train=True), updates)``.
+
+    ``updates`` holds new values of non-trainable parameters (BatchNorm's
+    running statistics), shaped as the part of ``params`` they replace;
+    ``{}`` for layers without any. The train step merges them into the
+    params after the optimizer's update (``merge_updates``).
+    """
+    return self.apply(params, x, train=True, rng=rng), {}
+
   # -- Streaming form ---------------------------------------------------------
 
   def init_state(self, batch_size: int, in_shape: Shape,
@@ -247,6 +258,31 @@ def shift_in(buffer: Array, frame: Array) -> Array:
   buffer shift in float (see ``export.tflite.state_node_names``).
   """
   return jnp.concatenate([buffer, frame], axis=1)[:, frame.shape[1]:]
+
+
+# Parameters the optimizer and the L2 term leave alone: statistics that the
+# training form updates itself (Keras' names).
+NON_TRAINABLE = ('moving_mean', 'moving_variance')
+
+
+def trainable_mask(params: Params) -> Any:
+  """A pytree of bools like ``params``: False for ``NON_TRAINABLE`` leaves."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], 'key', None) not in NON_TRAINABLE,
+      params)
+
+
+def merge_updates(params: Params, updates: Params) -> Params:
+  """``params`` with the leaves in ``updates`` (a sub-tree of dicts) replaced."""
+  if not isinstance(updates, dict):
+    return updates  # a leaf: its new value
+  merged = dict(params)
+  for key, value in updates.items():
+    if key not in params:
+      raise ValueError(f'update of {key!r}, which the params do not have '
+                       f'(they have {", ".join(map(repr, params))}).')
+    merged[key] = merge_updates(params[key], value)
+  return merged
 
 
 def count_params(params: Params) -> int:

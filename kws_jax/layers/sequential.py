@@ -149,6 +149,18 @@ class Sequential(base.Layer):
                         rng=layer_rng)
     return x
 
+  def apply_train(self, params: base.Params, x: Array, *,
+                  rng: Array | None = None) -> tuple[Array, base.Params]:
+    updates = {}
+    for index, layer in enumerate(self.layers):
+      layer_rng = None if rng is None else jax.random.fold_in(rng, index)
+      with jax.named_scope(layer.name):
+        x, layer_updates = layer.apply_train(params.get(layer.name, {}), x,
+                                             rng=layer_rng)
+      if layer_updates:
+        updates[layer.name] = layer_updates
+    return x, updates
+
   def init_state(self, batch_size: int, in_shape: base.Shape,
                  dtype: Any = jnp.float32) -> base.State:
     state = {}

@@ -120,6 +120,10 @@ class Model(base.Layer):
   def apply(self, params: base.Params, x: Array, *, train: bool = False,
             rng: Array | None = None) -> Array:
     """``[batch, time, *input_shape]`` -> logits ``[batch, time_out, labels]``."""
+    self._check_input(params, x)
+    return self.net.apply(params, x, train=train, rng=rng)
+
+  def _check_input(self, params: base.Params, x: Array) -> None:
     self._check_params(params)
     expected = f'[batch, time >= {self.clip_length}, *{self.input_shape}]'
     if x.ndim != 2 + len(self.input_shape) or x.shape[2:] != self.input_shape:
@@ -131,7 +135,12 @@ class Model(base.Layer):
           f'{self.name}: input has {x.shape[1]} frames in time, expected at '
           f'least {needed} (one clip, or the receptive field if shorter).')
     base.check_floating(self.name, x)
-    return self.net.apply(params, x, train=train, rng=rng)
+
+  def apply_train(self, params: base.Params, x: Array, *,
+                  rng: Array | None = None) -> tuple[Array, base.Params]:
+    """The training form: ``(logits [batch, time_out, labels], updates)``."""
+    self._check_input(params, x)
+    return self.net.apply_train(params, x, rng=rng)
 
   def logits(self, params: base.Params, x: Array, *, train: bool = False,
              rng: Array | None = None) -> Array:

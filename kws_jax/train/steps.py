@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from kws_jax.layers.base import merge_updates, trainable_mask
 from kws_jax.models import Model
 
 State = dict[str, Any]
@@ -29,20 +30,35 @@ def init_state(model: Model, optimizer: optax.GradientTransformation,
           'opt_state': optimizer.init(params)}
 
 
-def model_logits(model: Model, params: Any, batch: dict[str, jax.Array], *,
-                 train: bool = False, rng: jax.Array | None = None
+def _features(model: Model, batch: dict[str, jax.Array]) -> jax.Array:
+  """The frontend's features of ``batch['audio']``, SpecAugment masks applied."""
+  features = model.frontend.apply({}, batch['audio'])
+  if 'time_mask' in batch:
+    features = (features * batch['time_mask'][:, :, None] *
+                batch['frequency_mask'][:, None, :])
+  return features
+
+
+def model_logits(model: Model, params: Any, batch: dict[str, jax.Array]
                  ) -> jax.Array:
-  """Logits ``[batch, labels]`` of the clips in ``batch['audio']``.
+  """Inference logits ``[batch, labels]`` of the clips in ``batch['audio']``.
 
   Features come from the model's frontend (inside the model for raw-audio
   models, applied here for feature models); SpecAugment masks in the batch
   (``time_mask [B, T]``, ``frequency_mask [B, F]``) are multiplied in.
   """
-  features = model.frontend.apply({}, batch['audio'])
-  if 'time_mask' in batch:
-    features = (features * batch['time_mask'][:, :, None] *
-                batch['frequency_mask'][:, None, :])
-  return model.body.apply(params, features, train=train, rng=rng)[:, -1]
+  return model.body.apply(params, _features(model, batch))[:, -1]
+
+
+def train_logits(model: Model, params: Any, batch: dict[str, jax.Array],
+                 rng: jax.Array) -> tuple[jax.Array, Any]:
+  """``(logits [batch, labels], updates)`` of the training form.
+
+  ``updates``: new values of non-trainable params (BatchNorm statistics).
+  """
+  outputs, updates = model.body.apply_train(params, _features(model, batch),
+                                            rng=rng)
+  return outputs[:, -1], updates
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
@@ -56,7 +72,10 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
 
 
 def l2_penalty(params: Any) -> jax.Array:
-  """Sum of squared kernels (biases excluded), as Keras' L2 regularizer."""
+  """Sum of squared kernels, as Keras' L2 regularizer.
+
+  Biases, BatchNorm's parameters and its statistics are excluded.
+  """
   leaves = jax.tree_util.tree_leaves_with_path(params)
   return sum(jnp.sum(jnp.square(leaf)) for path, leaf in leaves
              if getattr(path[-1], 'key', None) == 'kernel')
@@ -81,15 +100,21 @@ def make_train_step(model: Model, optimizer: optax.GradientTransformation,
     rng = jax.random.fold_in(jax.random.key(seed), step)
 
     def loss_fn(params):
-      logits = model_logits(model, params, batch, train=True, rng=rng)
+      logits, statistics = train_logits(model, params, batch, rng)
       loss = cross_entropy(logits, batch['label'], batch['weight'], smoothing)
       total = loss + l2 * l2_penalty(params) if l2 else loss
-      return total, (loss, logits)
+      return total, (loss, logits, statistics)
 
-    grads, (loss, logits) = jax.grad(loss_fn, has_aux=True)(state['params'])
+    grads, (loss, logits, statistics) = jax.grad(loss_fn, has_aux=True)(
+        state['params'])
     updates, opt_state = optimizer.update(grads, state['opt_state'],
                                           state['params'])
-    params = optax.apply_updates(state['params'], updates)
+    # The optimizer leaves non-trainable params alone; the training form
+    # brings their new values.
+    updates = jax.tree.map(lambda u, t: u if t else jnp.zeros_like(u),
+                           updates, trainable_mask(state['params']))
+    params = merge_updates(optax.apply_updates(state['params'], updates),
+                           statistics)
     metrics = {
         'loss': loss,
         'accuracy': _weighted_accuracy(logits, batch['label'],
