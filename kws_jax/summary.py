@@ -13,8 +13,10 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kws_jax.layers import count_params
+from kws_jax.layers.base import trainable_mask
 from kws_jax.models import Model
 
 _RULE_WIDTH = 72
@@ -32,6 +34,9 @@ def model_summary(model: Model, batch_size: int = 1) -> str:
                  _shape(out_length, out_shape),
                  count_params(params.get(layer.name, {}))))
   total = count_params(params)
+  mask = trainable_mask(params)
+  trainable = sum(int(np.prod(leaf.shape)) for leaf, keep in zip(
+      jax.tree.leaves(params), jax.tree.leaves(mask)) if keep)
 
   lines = [f'Model: {model.name} (preprocess={model.preprocess!r}, '
            f'{model.label_count} labels)', '=' * _RULE_WIDTH,
@@ -39,7 +44,8 @@ def model_summary(model: Model, batch_size: int = 1) -> str:
            '=' * _RULE_WIDTH]
   lines += [f'{name:<34}{shape:<26}{count:>12,}' for name, shape, count in rows]
   lines += ['=' * _RULE_WIDTH, f'Total params: {total:,}',
-            f'Trainable params: {total:,}', '']
+            f'Trainable params: {trainable:,}',
+            f'Non-trainable params: {total - trainable:,}', '']
   lines += _streaming_lines(model, batch_size)
   return '\n'.join(lines) + '\n'
 

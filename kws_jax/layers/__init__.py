@@ -2,7 +2,7 @@
 
 from kws_jax.layers.activations import get_activation
 from kws_jax.layers.base import Layer, count_params, scan_steps
-from kws_jax.layers.conv import Conv2D
+from kws_jax.layers.conv import Conv2D, DepthwiseConv2D
 from kws_jax.layers.core import (
     Activation, Dense, Dropout, ExpandDims, FeaturePool, Flatten)
 from kws_jax.layers.normalization import BatchNorm
@@ -11,7 +11,7 @@ from kws_jax.layers.sequential import Sequential
 from kws_jax.layers.window import TimeWindow
 
 __all__ = [
-    'Activation', 'BatchNorm', 'Conv2D', 'Dense', 'Dropout', 'ExpandDims', 'FeaturePool',
+    'Activation', 'BatchNorm', 'Conv2D', 'DepthwiseConv2D', 'Dense', 'Dropout', 'ExpandDims', 'FeaturePool',
     'Flatten', 'Layer', 'Pool2D', 'Sequential', 'TimeWindow', 'count_params',
     'get_activation', 'scan_steps',
 ]

@@ -1,7 +1,8 @@
-"""Conv2D over (time, feature), streamed through a buffer of past frames.
+"""Conv2D and DepthwiseConv2D over (time, feature), streamed through a buffer.
 
-Parameters follow Keras: ``kernel [k_time, k_feat, in_channels, filters]`` and
-``bias [filters]``, so weights trained with kws_streaming load unchanged.
+Parameters follow Keras: ``kernel [k_time, k_feat, in_channels, filters]``
+(``depthwise_kernel [k_time, k_feat, channels, depth_multiplier]``) and
+``bias``, so weights trained with kws_streaming load unchanged.
 """
 
 from __future__ import annotations
@@ -25,45 +26,17 @@ FEATURE_PADDINGS = ('valid', 'same')
 IMPLEMENTATIONS = ('im2col', 'xla')
 
 
-@dataclasses.dataclass(frozen=True)
-class Conv2D(base.Layer):
-  """2-D convolution over ``[batch, time, feature, channels]``.
+class _WindowConv(base.Layer):
+  """Time and feature geometry shared by the convolutions (fields in subclasses).
 
-  Time: stride ``strides[0]`` and dilation ``dilation[0]``, placed by
-  ``time_padding`` (``layers.window``): ``'valid'`` (as kws_streaming's
-  Stream(Conv2D)), ``'causal'`` (zeros on the left: with stride 1, as many
-  output frames as input frames) or ``'semicausal'`` (strided outputs end on
-  the last frame of their block). Feature: stride and dilation as given;
-  ``feature_padding='same'`` pads ``dilated_kernel - stride`` zeros split
-  left/right as kws_streaming's ``pad_freq_dim='same'``.
-
-  Streaming: a step takes ``n`` blocks of ``strides[0]`` frames and returns
-  ``n`` frames. The state is a buffer of the last input frames the next
-  output still reads, ``[batch, window.state_frames, feature, channels]``
-  (``span - 1`` frames at stride 1, with ``span = dilation[0] *
-  (kernel_size[0] - 1) + 1``); a layer with ``span == 1`` is stateless.
-  ``lookback`` is ``ceil(span / stride) - 1`` for valid padding, 0 otherwise.
-
-  ``implementation='im2col'`` gathers the kernel taps with shifted slices and
-  does one matmul, with a VJP of the same form (see ``layers.im2col``; fast
-  on CPU, exports to TFLite as slices + FULLY_CONNECTED); ``'xla'`` uses
-  ``lax.conv_general_dilated``. ``compute_dtype='bfloat16'`` runs the matmuls
-  on bfloat16 inputs with float32 accumulation.
+  Subclasses define ``kernel_size``, ``dilation``, ``strides``,
+  ``time_padding``, ``feature_padding``, ``activation``, ``use_bias``,
+  ``_kernel_name``, ``output_shape``, ``init`` and ``_convolve``.
   """
 
-  name: str
-  filters: int
-  kernel_size: tuple[int, int]
-  dilation: tuple[int, int] = (1, 1)
-  strides: tuple[int, int] = (1, 1)
-  activation: str = 'linear'
-  time_padding: str = 'valid'
-  feature_padding: str = 'valid'
-  use_bias: bool = True
-  implementation: str = 'im2col'
-  compute_dtype: str | None = None
+  _kernel_name = 'kernel'
 
-  def __post_init__(self):
+  def _check_fields(self) -> None:
     for field in ('kernel_size', 'dilation', 'strides'):
       value = getattr(self, field)
       if (not isinstance(value, tuple) or len(value) != 2 or
@@ -71,15 +44,10 @@ class Conv2D(base.Layer):
         raise ValueError(
             f'{self.name}: {field} is {value!r}, expected a pair of positive '
             'ints (time, feature).')
-    if not isinstance(self.filters, int) or self.filters < 1:
-      raise ValueError(
-          f'{self.name}: filters is {self.filters!r}, expected a positive int.')
     base.check_choice(self.name, 'time_padding', self.time_padding,
                       TIME_PADDINGS)
     base.check_choice(self.name, 'feature_padding', self.feature_padding,
-                  FEATURE_PADDINGS)
-    base.check_choice(self.name, 'implementation', self.implementation,
-                  IMPLEMENTATIONS)
+                      FEATURE_PADDINGS)
     get_activation(self.activation, owner=self.name)
 
   # -- Geometry ---------------------------------------------------------------
@@ -137,29 +105,11 @@ class Conv2D(base.Layer):
           'dilation in time, a longer clip or a shorter window stride.')
     return out
 
-  def output_shape(self, in_shape: base.Shape) -> base.Shape:
+  def _check_frame_shape(self, in_shape: base.Shape) -> None:
     if len(in_shape) != 2:
       raise ValueError(
           f'{self.name}: frames have shape {tuple(in_shape)}, expected '
           '(feature, channels).')
-    return (self._output_features(in_shape[0]), self.filters)
-
-  def step_macs(self, in_shape: base.Shape) -> int:
-    """One output frame: features x filters x kernel taps x input channels."""
-    features, filters = self.output_shape(in_shape)
-    return (features * filters * self.kernel_size[0] * self.kernel_size[1]
-            * in_shape[1])
-
-  # -- Parameters -------------------------------------------------------------
-
-  def init(self, rng: Array, in_shape: base.Shape) -> base.Params:
-    self.output_shape(in_shape)
-    kernel_shape = (*self.kernel_size, in_shape[1], self.filters)
-    params = {'kernel': jax.nn.initializers.glorot_uniform()(
-        rng, kernel_shape, jnp.float32)}
-    if self.use_bias:
-      params['bias'] = jnp.zeros((self.filters,), jnp.float32)
-    return params
 
   # -- Forms ------------------------------------------------------------------
 
@@ -190,7 +140,7 @@ class Conv2D(base.Layer):
   # -- Implementation ---------------------------------------------------------
 
   def _check_channels(self, params: base.Params, channels: int) -> None:
-    expected = params['kernel'].shape[2]
+    expected = params[self._kernel_name].shape[2]
     if channels != expected:
       raise ValueError(
           f'{self.name}: input has {channels} channels, expected {expected} '
@@ -200,17 +150,143 @@ class Conv2D(base.Layer):
     """Valid convolution in time of ``x [batch, time, feature, channels]``."""
     self._output_features(x.shape[2])  # fails clearly if the kernel is too wide
     x = jnp.pad(x, ((0, 0), (0, 0), self._feature_pads(), (0, 0)))
-    kernel = params['kernel']
+    y = self._convolve(params[self._kernel_name], x)
+    if self.use_bias:
+      y = y + params['bias']
+    return get_activation(self.activation)(y)
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv2D(_WindowConv):
+  """2-D convolution over ``[batch, time, feature, channels]``.
+
+  Time: stride ``strides[0]`` and dilation ``dilation[0]``, placed by
+  ``time_padding`` (``layers.window``): ``'valid'`` (as kws_streaming's
+  Stream(Conv2D)), ``'causal'`` (zeros on the left: with stride 1, as many
+  output frames as input frames) or ``'semicausal'`` (strided outputs end on
+  the last frame of their block). Feature: stride and dilation as given;
+  ``feature_padding='same'`` pads ``dilated_kernel - stride`` zeros split
+  left/right as kws_streaming's ``pad_freq_dim='same'``.
+
+  Streaming: a step takes ``n`` blocks of ``strides[0]`` frames and returns
+  ``n`` frames. The state is a buffer of the last input frames the next
+  output still reads, ``[batch, window.state_frames, feature, channels]``
+  (``span - 1`` frames at stride 1, with ``span = dilation[0] *
+  (kernel_size[0] - 1) + 1``); a layer with ``span == 1`` is stateless.
+  ``lookback`` is ``ceil(span / stride) - 1`` for valid padding, 0 otherwise.
+
+  ``implementation='im2col'`` gathers the kernel taps with shifted slices and
+  does one matmul, with a VJP of the same form (see ``layers.im2col``; fast
+  on CPU, exports to TFLite as slices + FULLY_CONNECTED); ``'xla'`` uses
+  ``lax.conv_general_dilated``. ``compute_dtype='bfloat16'`` runs the matmuls
+  on bfloat16 inputs with float32 accumulation.
+  """
+
+  name: str
+  filters: int
+  kernel_size: tuple[int, int]
+  dilation: tuple[int, int] = (1, 1)
+  strides: tuple[int, int] = (1, 1)
+  activation: str = 'linear'
+  time_padding: str = 'valid'
+  feature_padding: str = 'valid'
+  use_bias: bool = True
+  implementation: str = 'im2col'
+  compute_dtype: str | None = None
+
+  def __post_init__(self):
+    self._check_fields()
+    if not isinstance(self.filters, int) or self.filters < 1:
+      raise ValueError(
+          f'{self.name}: filters is {self.filters!r}, expected a positive int.')
+    base.check_choice(self.name, 'implementation', self.implementation,
+                      IMPLEMENTATIONS)
+
+  def output_shape(self, in_shape: base.Shape) -> base.Shape:
+    self._check_frame_shape(in_shape)
+    return (self._output_features(in_shape[0]), self.filters)
+
+  def step_macs(self, in_shape: base.Shape) -> int:
+    """One output frame: features x filters x kernel taps x input channels."""
+    features, filters = self.output_shape(in_shape)
+    return (features * filters * self.kernel_size[0] * self.kernel_size[1]
+            * in_shape[1])
+
+  def init(self, rng: Array, in_shape: base.Shape) -> base.Params:
+    self.output_shape(in_shape)
+    kernel_shape = (*self.kernel_size, in_shape[1], self.filters)
+    params = {'kernel': jax.nn.initializers.glorot_uniform()(
+        rng, kernel_shape, jnp.float32)}
+    if self.use_bias:
+      params['bias'] = jnp.zeros((self.filters,), jnp.float32)
+    return params
+
+  def _convolve(self, kernel: Array, x: Array) -> Array:
     if self.implementation == 'xla':
       lhs, rhs = cast_operands(x, kernel, self.compute_dtype)
-      y = jax.lax.conv_general_dilated(
+      return jax.lax.conv_general_dilated(
           lhs, rhs, window_strides=self.strides, padding='VALID',
           rhs_dilation=self.dilation,
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
           preferred_element_type=x.dtype)
-    else:
-      y = conv_valid(x, kernel, self.dilation, self.strides[1],
-                     self.compute_dtype, time_stride=self.strides[0])
+    return conv_valid(x, kernel, self.dilation, self.strides[1],
+                      self.compute_dtype, time_stride=self.strides[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthwiseConv2D(_WindowConv):
+  """Keras' ``DepthwiseConv2D``: each channel convolved with its own kernels.
+
+  ``[batch, time, feature, C]`` -> ``[batch, time', feature', C *
+  depth_multiplier]``; ``depthwise_kernel [k_time, k_feat, C,
+  depth_multiplier]``, ``bias [C * depth_multiplier]``. Time and feature
+  geometry, padding and streaming as ``Conv2D``.
+  """
+
+  name: str
+  kernel_size: tuple[int, int]
+  dilation: tuple[int, int] = (1, 1)
+  strides: tuple[int, int] = (1, 1)
+  depth_multiplier: int = 1
+  activation: str = 'linear'
+  time_padding: str = 'valid'
+  feature_padding: str = 'valid'
+  use_bias: bool = True
+
+  _kernel_name = 'depthwise_kernel'
+
+  def __post_init__(self):
+    self._check_fields()
+    if not isinstance(self.depth_multiplier, int) or self.depth_multiplier < 1:
+      raise ValueError(f'{self.name}: depth_multiplier is '
+                       f'{self.depth_multiplier!r}, expected a positive int.')
+
+  def output_shape(self, in_shape: base.Shape) -> base.Shape:
+    self._check_frame_shape(in_shape)
+    return (self._output_features(in_shape[0]),
+            in_shape[1] * self.depth_multiplier)
+
+  def step_macs(self, in_shape: base.Shape) -> int:
+    """One output frame: features x output channels x kernel taps."""
+    features, channels = self.output_shape(in_shape)
+    return features * channels * self.kernel_size[0] * self.kernel_size[1]
+
+  def init(self, rng: Array, in_shape: base.Shape) -> base.Params:
+    self.output_shape(in_shape)
+    kernel_shape = (*self.kernel_size, in_shape[1], self.depth_multiplier)
+    params = {'depthwise_kernel': jax.nn.initializers.glorot_uniform(
+        in_axis=(0, 1), out_axis=3)(rng, kernel_shape, jnp.float32)}
     if self.use_bias:
-      y = y + params['bias']
-    return get_activation(self.activation)(y)
+      params['bias'] = jnp.zeros((in_shape[1] * self.depth_multiplier,),
+                                 jnp.float32)
+    return params
+
+  def _convolve(self, kernel: Array, x: Array) -> Array:
+    channels = kernel.shape[2]
+    # [kt, kf, C, m] -> [kt, kf, 1, C * m]: output c * m + j, as Keras.
+    rhs = kernel.reshape(*kernel.shape[:2], 1, channels * kernel.shape[3])
+    return jax.lax.conv_general_dilated(
+        x, rhs, window_strides=self.strides, padding='VALID',
+        rhs_dilation=self.dilation,
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+        feature_group_count=channels, preferred_element_type=x.dtype)

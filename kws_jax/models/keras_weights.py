@@ -6,8 +6,11 @@ so the weights of a kws_streaming model trained with the same flags map onto
 the kws_jax model one to one, in layer order:
 
     keras_model.load_weights('train_dir/best_weights')   # in kws_streaming
-    arrays = [w.numpy() for w in keras_model.trainable_weights]
+    arrays = [w.numpy() for w in keras_model.weights]
     params = params_from_keras(model, arrays)              # in kws_jax
+
+(``keras_model.weights`` lists BatchNorm's moving statistics too; for
+models without BatchNorm it equals ``trainable_weights``.)
 
 No TensorFlow is needed here: the weights arrive as arrays.
 """
@@ -23,8 +26,11 @@ import numpy as np
 
 from kws_jax.models.model import Model
 
-# The order in which a Keras layer lists its weights.
-KERAS_ORDER = ('kernel', 'bias')
+# The order in which a Keras layer lists its weights (``layer.weights``):
+# Conv2D and Dense kernel, bias; DepthwiseConv2D depthwise_kernel, bias;
+# BatchNormalization gamma, beta, moving_mean, moving_variance.
+KERAS_ORDER = ('depthwise_kernel', 'kernel', 'bias', 'gamma', 'beta',
+               'moving_mean', 'moving_variance')
 
 
 def params_from_keras(model: Model, weights: Sequence[Any]) -> dict[str, Any]:
@@ -33,8 +39,8 @@ def params_from_keras(model: Model, weights: Sequence[Any]) -> dict[str, Any]:
   Args:
     model: the kws_jax model, built from the same configuration.
     weights: arrays (anything ``np.asarray`` takes) in Keras' order: for
-      each layer with weights, in network order, its kernel and then its
-      bias, as ``keras_model.trainable_weights`` lists them.
+      each layer with weights, in network order, its weights in
+      ``KERAS_ORDER``, as ``keras_model.weights`` lists them.
 
   Returns:
     The params pytree of ``model``, float32.
