@@ -69,8 +69,11 @@ def _streaming_lines(model: Model, batch_size: int) -> list[str]:
       f'Streaming: a step takes {block} '
       f'({frontend.window_stride_ms:g} ms) and returns logits '
       f'{(batch_size, 1, model.label_count)}.',
-      f'Receptive field {model.receptive_field} input {unit}; the first '
-      f'{model.lookback} steps warm up the state.',
+      (f'Receptive field {model.receptive_field} input {unit}; the first '
+       f'{model.lookback} steps warm up the state.'
+       if math.isfinite(model.receptive_field) else
+       f'Receptive field unbounded (recurrent state); at step '
+       f'{model.lookback + 1} the logits are those of the first clip.'),
       f'{"State":<34}{"Shape":<26}{"Elements":>12}',
       '-' * _RULE_WIDTH,
   ]

@@ -111,13 +111,20 @@ def float_node_names(flatbuffer: bytes, scopes: Iterable[str]) -> list[str]:
   return [name for outs in names[:last + 1] for name in outs]
 
 
+# Ops that only move state values around (a buffer shift).
+BUFFER_OPS = ('CONCATENATION', 'SLICE', 'STRIDED_SLICE', 'RESHAPE')
+
+
 def state_node_names(flatbuffer: bytes) -> list[str]:
   """Output names of the ops that shift streaming state buffers.
 
   A buffer is sliced from a ``state_*`` input and concatenated into a
   ``state_*`` output every step. Quantizing it would re-round every frame at
   each step it stays in the buffer (input and output scales differ), so these
-  copies stay float; the layers reading the buffer quantize it once.
+  copies stay float; the layers reading the buffer quantize it once. Only
+  copies count (``BUFFER_OPS``): a recurrent state is computed anew every
+  step, so the matmuls and gates that read or write it quantize as any
+  other op.
   """
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
   interpreter = Interpreter(model_content=flatbuffer)
@@ -128,6 +135,8 @@ def state_node_names(flatbuffer: bytes) -> list[str]:
   ops = interpreter._get_ops_details()  # pylint: disable=protected-access
   keep = set()
   for op in ops:
+    if op['op_name'] not in BUFFER_OPS:
+      continue
     if state_out & set(op['outputs']) or state_in & set(op['inputs']):
       keep.update(op['outputs'])
   return [interpreter._get_tensor_details(t, 0)['name'] for t in sorted(keep)]  # pylint: disable=protected-access

@@ -28,9 +28,10 @@ from kws_jax.models.model import Model
 
 # The order in which a Keras layer lists its weights (``layer.weights``):
 # Conv2D and Dense kernel, bias; DepthwiseConv2D depthwise_kernel, bias;
-# BatchNormalization gamma, beta, moving_mean, moving_variance.
-KERAS_ORDER = ('depthwise_kernel', 'kernel', 'bias', 'gamma', 'beta',
-               'moving_mean', 'moving_variance')
+# GRU kernel, recurrent_kernel, bias; BatchNormalization gamma, beta,
+# moving_mean, moving_variance.
+KERAS_ORDER = ('depthwise_kernel', 'kernel', 'recurrent_kernel', 'bias',
+               'gamma', 'beta', 'moving_mean', 'moving_variance')
 
 
 def params_from_keras(model: Model, weights: Sequence[Any]) -> dict[str, Any]:

@@ -1,0 +1,111 @@
+"""The GRU: Keras' cell and parameter count, streaming, training and export."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import gru as gru_config
+from kws_jax import layers
+from kws_jax.layers import count_params, scan_steps
+from kws_jax.models import build_model, params_from_keras
+from kws_jax.testing import check_streaming_contract
+from kws_jax.train import train_and_evaluate
+from test_train import tiny_config, tiny_data  # pylint: disable=unused-import
+
+SMALL = dict(gru_units='6', units1='8', act1="'relu'")
+
+
+def make_config(**model_overrides):
+  config = gru_config.get_config()
+  config.model.update(model_overrides)
+  return config
+
+
+def _random_params(params, seed=0):
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return jax.tree.unflatten(tree, [
+      0.3 * jax.random.normal(k, leaf.shape) for k, leaf in zip(keys, leaves)])
+
+
+def test_gru_cell_matches_keras():
+  tf = pytest.importorskip('tensorflow')
+  gru = layers.GRU('gru', 5)
+  params = _random_params(gru.init(jax.random.key(0), (3,)))
+  keras_gru = tf.keras.layers.GRU(5, return_sequences=True, reset_after=True)
+  keras_gru.build((2, 7, 3))
+  keras_gru.set_weights([np.asarray(params[k]) for k in (
+      'kernel', 'recurrent_kernel', 'bias')])
+  x = jax.random.normal(jax.random.key(1), (2, 7, 3))
+  np.testing.assert_allclose(gru.apply(params, x),
+                             keras_gru(np.asarray(x)).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize('time', [1, 9])
+def test_gru_contract(time):
+  gru = layers.GRU('gru', 4)
+  params = _random_params(gru.init(jax.random.key(0), (3,)))
+  check_streaming_contract(gru, params,
+                           jax.random.normal(jax.random.key(2), (2, time, 3)))
+
+
+def test_paper_gru_matches_kws_streaming_in_keras():
+  tf = pytest.importorskip('tensorflow')
+  model = build_model(make_config(preprocess='mfcc'))
+  keras_model = tf.keras.Sequential([
+      tf.keras.layers.Input((49, 20)),
+      tf.keras.layers.GRU(400, return_sequences=False, reset_after=True),
+      tf.keras.layers.Flatten(), tf.keras.layers.Dropout(0.1),
+      tf.keras.layers.Dense(128), tf.keras.layers.Dense(256, 'relu'),
+      tf.keras.layers.Dense(12)])
+  assert keras_model.count_params() == 593_836
+  rng = np.random.default_rng(0)
+  for weight in keras_model.weights:
+    if len(weight.shape) == 1 or 'bias' in weight.path:
+      weight.assign(rng.normal(0.0, 0.1, weight.shape))
+  params = params_from_keras(model, [w.numpy() for w in keras_model.weights])
+  assert count_params(params) == 593_836
+  features = rng.standard_normal((3, 49, 20)).astype(np.float32)
+  np.testing.assert_allclose(model.logits(params, jnp.asarray(features)),
+                             keras_model(features, training=False).numpy(),
+                             atol=1e-4)
+
+
+@pytest.mark.parametrize('return_sequences', ['0', '1'])
+def test_gru_model_streams_and_its_last_clip_frame_is_the_clip(
+    return_sequences):
+  model = build_model(make_config(preprocess='mfcc',
+                                  return_sequences=return_sequences, **SMALL))
+  params = _random_params(model.init(jax.random.key(0)))
+  clip = jax.random.normal(jax.random.key(3), (2, model.clip_length, 20))
+  longer = jnp.concatenate([clip, clip[:, :6]], axis=1)
+  check_streaming_contract(model, params, longer, atol=1e-4)
+  # From a zero state, the stream's logits at the clip's last frame are the
+  # non-streaming logits of the clip.
+  _, streamed = scan_steps(model, params, clip)
+  np.testing.assert_allclose(streamed[:, -1], model.logits(params, clip),
+                             atol=1e-5)
+
+
+def test_gru_model_refuses_what_it_cannot_build():
+  with pytest.raises(ValueError, match='model.stateful is 1'):
+    build_model(make_config(stateful=1, **SMALL))
+  with pytest.raises(ValueError, match='GRU 0 returns only its last frame'):
+    build_model(make_config(gru_units='4,4', return_sequences='0,0'))
+
+
+def test_gru_trains_and_exports(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
+  from kws_jax.export import export_run  # pylint: disable=g-import-not-at-top
+  config = tiny_config(tiny_data)
+  config.model = make_config(preprocess='raw', **SMALL).model
+  workdir = str(tmp_path / 'run')
+  result = train_and_evaluate(config, workdir, progress=False)
+  assert result['steps'] == 6
+  manifest = export_run(workdir, progress=False, workers=1)
+  assert manifest['streaming_parity_max_abs_logit_diff'] <= 1e-4
+  tflite = manifest['tflite']
+  assert not any(op.startswith('Flex') for result in tflite.values()
+                 for op in result['ops'])
+  assert abs(tflite['tflite_non_stream']['accuracy']['non_stream'] -
+             manifest['accuracy_test_split']['jax']['non_stream']) < 1e-6
