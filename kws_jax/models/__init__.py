@@ -9,7 +9,7 @@ import ml_collections
 
 from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import Layer, Sequential
-from kws_jax.models import cnn, dnn, ds_cnn, gru
+from kws_jax.models import cnn, crnn, dnn, ds_cnn, gru
 from kws_jax.models.keras_weights import params_from_keras
 from kws_jax.models.model import Model
 from kws_jax.models.parse import parse_list
@@ -22,6 +22,7 @@ __all__ = ['ARCHITECTURES', 'FRONTENDS', 'Model', 'build_model',
 # Architecture name -> builder of its layers on features [batch, frames, F].
 ARCHITECTURES: dict[str, Callable[..., tuple[Layer, ...]]] = {
     'cnn': cnn.cnn,
+    'crnn': crnn.crnn,
     'dnn': dnn.dnn,
     'ds_cnn': ds_cnn.ds_cnn,
     'gru': gru.gru,

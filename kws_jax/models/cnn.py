@@ -60,7 +60,7 @@ def cnn(config: ml_collections.ConfigDict, *, frames: int, features: int,
     ValueError: for malformed lists, lists of unequal length, or kernels that
       do not fit the input (naming the layer and the remaining size).
   """
-  convs = _conv_layers(config)
+  convs = conv_layers(config)
   hidden = _dense_layers(config)
   compute_dtype = _compute_dtype(config.compute_dtype)
 
@@ -81,7 +81,8 @@ def cnn(config: ml_collections.ConfigDict, *, frames: int, features: int,
   return (layers.ExpandDims(), *convs, *head)
 
 
-def _conv_layers(config: ml_collections.ConfigDict) -> list[layers.Conv2D]:
+def conv_layers(config: ml_collections.ConfigDict) -> list[layers.Conv2D]:
+  """The ``cnn_*`` Conv2D layers (shared with the CRNN)."""
   lists = {
       'cnn_filters': parse_list('model.cnn_filters', config.cnn_filters, 'int'),
       'cnn_kernel_size': parse_list('model.cnn_kernel_size',

@@ -46,6 +46,17 @@ def gru(config: ml_collections.ConfigDict, *, frames: int, features: int,
       returns only its last frame.
   """
   del features
+  return recurrent_head(config, frames=frames, label_count=label_count)
+
+
+def recurrent_head(config: ml_collections.ConfigDict, *, frames: int,
+                   label_count: int) -> tuple[layers.Layer, ...]:
+  """GRUs on vector frames, then Flatten, Dropout, ``units1`` and the logits.
+
+  Shared by the GRU and CRNN models (``gru_units``, ``return_sequences``,
+  ``stateful``, ``dropout1``, ``units1``, ``act1``, ``return_softmax``);
+  ``frames`` is the number of frames one clip leaves at the first GRU.
+  """
   if config.stateful:
     raise ValueError('model.stateful is 1; carrying the GRU state between '
                      'training batches is not supported (streaming carries '
@@ -62,7 +73,7 @@ def gru(config: ml_collections.ConfigDict, *, frames: int, features: int,
   if not recurrent['gru_units']:
     raise ValueError('model.gru_units is empty, expected at least one GRU.')
   body: list[layers.Layer] = []
-  for i, (units, sequences) in enumerate(zip(*recurrent.values())):
+  for i, units in enumerate(recurrent['gru_units']):
     if i and not recurrent['return_sequences'][i - 1]:
       raise ValueError(
           f'model.return_sequences: GRU {i - 1} returns only its last frame '

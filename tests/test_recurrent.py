@@ -1,10 +1,11 @@
-"""The GRU: Keras' cell and parameter count, streaming, training and export."""
+"""GRU and CRNN: Keras' cell and parameter counts, streaming, training, export."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.configs import crnn as crnn_config
 from experiments.configs import gru as gru_config
 from kws_jax import layers
 from kws_jax.layers import count_params, scan_steps
@@ -109,3 +110,39 @@ def test_gru_trains_and_exports(tiny_data, tmp_path):  # pylint: disable=redefin
                  for op in result['ops'])
   assert abs(tflite['tflite_non_stream']['accuracy']['non_stream'] -
              manifest['accuracy_test_split']['jax']['non_stream']) < 1e-6
+
+
+def test_paper_crnn_matches_kws_streaming_in_keras():
+  tf = pytest.importorskip('tensorflow')
+  config = crnn_config.get_config()
+  config.model.preprocess = 'mfcc'
+  model = build_model(config)
+  keras_model = tf.keras.Sequential([
+      tf.keras.layers.Input((49, 20)), tf.keras.layers.Reshape((49, 20, 1)),
+      tf.keras.layers.Conv2D(16, (3, 3), activation='relu'),
+      tf.keras.layers.Conv2D(16, (5, 3), activation='relu'),
+      tf.keras.layers.Reshape((-1, 16 * 16)),
+      tf.keras.layers.GRU(256, return_sequences=False, reset_after=True),
+      tf.keras.layers.Flatten(), tf.keras.layers.Dropout(0.1),
+      tf.keras.layers.Dense(128), tf.keras.layers.Dense(256, 'relu'),
+      tf.keras.layers.Dense(12)])
+  assert keras_model.count_params() == 467_772
+  rng = np.random.default_rng(1)
+  for weight in keras_model.weights:
+    if len(weight.shape) == 1 or 'bias' in weight.path:
+      weight.assign(rng.normal(0.0, 0.1, weight.shape))
+  params = params_from_keras(model, [w.numpy() for w in keras_model.weights])
+  features = rng.standard_normal((3, 49, 20)).astype(np.float32)
+  np.testing.assert_allclose(model.logits(params, jnp.asarray(features)),
+                             keras_model(features, training=False).numpy(),
+                             atol=1e-4)
+
+
+def test_crnn_streams_what_it_computes():
+  config = crnn_config.get_config()
+  config.model.update(preprocess='raw', cnn_filters='3,4', gru_units='5',
+                      units1='6', act1="'relu'")
+  model = build_model(config)
+  params = _random_params(model.init(jax.random.key(0)))
+  x = 0.1 * jax.random.normal(jax.random.key(4), (2, model.clip_length + 960))
+  check_streaming_contract(model, params, x, atol=1e-4, check_grads=False)
