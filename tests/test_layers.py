@@ -394,3 +394,42 @@ def test_non_trainable_params_are_masked_and_merged():
   assert not np.allclose(merged['bn']['moving_mean'], 0.0)
   with pytest.raises(ValueError, match="update of 'conv'"):
     base.merge_updates(params, {'conv': {}})
+
+
+DEPTHWISE_CASES = {
+    'k3x3': dict(kernel_size=(3, 3)),
+    'k5x3_dilated_multiplier2': dict(kernel_size=(5, 3), dilation=(2, 2),
+                                     depth_multiplier=2),
+    'k3x2_strided_semicausal': dict(kernel_size=(3, 2), strides=(2, 2),
+                                    time_padding='semicausal',
+                                    feature_padding='same'),
+}
+
+
+@pytest.mark.parametrize('case', list(DEPTHWISE_CASES))
+def test_depthwise_contract_and_implementations_agree(case):
+  taps = layers.DepthwiseConv2D('dw', **DEPTHWISE_CASES[case])
+  xla = layers.DepthwiseConv2D('dw', implementation='xla',
+                               **DEPTHWISE_CASES[case])
+  params = taps.init(jax.random.key(0), (10, 3))
+  params['bias'] = _inputs(params['bias'].shape, seed=4)
+  x = _inputs((2, 24, 10, 3))
+  check_streaming_contract(taps, params, x)
+  np.testing.assert_allclose(taps.apply(params, x), xla.apply(params, x),
+                             atol=1e-5)
+
+
+def test_depthwise_matches_keras():
+  tf = pytest.importorskip('tensorflow')
+  layer = layers.DepthwiseConv2D('dw', (3, 2), dilation=(2, 1),
+                                 depth_multiplier=2)
+  params = layer.init(jax.random.key(0), (8, 3))
+  params['bias'] = _inputs((6,), seed=2)
+  keras_layer = tf.keras.layers.DepthwiseConv2D((3, 2), dilation_rate=(2, 1),
+                                                depth_multiplier=2)
+  keras_layer.build((2, 12, 8, 3))
+  keras_layer.set_weights([np.asarray(params['depthwise_kernel']),
+                           np.asarray(params['bias'])])
+  x = _inputs((2, 12, 8, 3))
+  np.testing.assert_allclose(layer.apply(params, x),
+                             keras_layer(np.asarray(x)).numpy(), atol=1e-5)

@@ -9,10 +9,10 @@ from experiments.configs import crnn as crnn_config
 from experiments.configs import gru as gru_config
 from kws_jax import layers
 from kws_jax.layers import count_params, scan_steps
-from kws_jax.models import build_model, params_from_keras
+from kws_jax.models import build_model
 from kws_jax.testing import check_streaming_contract
-from kws_jax.train import train_and_evaluate
-from test_train import tiny_config, tiny_data  # pylint: disable=unused-import
+from test_train import tiny_data  # pylint: disable=unused-import
+from zoo_testing import assert_logits_match_keras, train_and_export_tiny
 
 SMALL = dict(gru_units='6', units1='8', act1="'relu'")
 
@@ -61,16 +61,8 @@ def test_paper_gru_matches_kws_streaming_in_keras():
       tf.keras.layers.Dense(128), tf.keras.layers.Dense(256, 'relu'),
       tf.keras.layers.Dense(12)])
   assert keras_model.count_params() == 593_836
-  rng = np.random.default_rng(0)
-  for weight in keras_model.weights:
-    if len(weight.shape) == 1 or 'bias' in weight.path:
-      weight.assign(rng.normal(0.0, 0.1, weight.shape))
-  params = params_from_keras(model, [w.numpy() for w in keras_model.weights])
+  params = assert_logits_match_keras(model, keras_model)
   assert count_params(params) == 593_836
-  features = rng.standard_normal((3, 49, 20)).astype(np.float32)
-  np.testing.assert_allclose(model.logits(params, jnp.asarray(features)),
-                             keras_model(features, training=False).numpy(),
-                             atol=1e-4)
 
 
 @pytest.mark.parametrize('return_sequences', ['0', '1'])
@@ -97,19 +89,8 @@ def test_gru_model_refuses_what_it_cannot_build():
 
 
 def test_gru_trains_and_exports(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
-  from kws_jax.export import export_run  # pylint: disable=g-import-not-at-top
-  config = tiny_config(tiny_data)
-  config.model = make_config(preprocess='raw', **SMALL).model
-  workdir = str(tmp_path / 'run')
-  result = train_and_evaluate(config, workdir, progress=False)
-  assert result['steps'] == 6
-  manifest = export_run(workdir, progress=False, workers=1)
-  assert manifest['streaming_parity_max_abs_logit_diff'] <= 1e-4
-  tflite = manifest['tflite']
-  assert not any(op.startswith('Flex') for result in tflite.values()
-                 for op in result['ops'])
-  assert abs(tflite['tflite_non_stream']['accuracy']['non_stream'] -
-             manifest['accuracy_test_split']['jax']['non_stream']) < 1e-6
+  train_and_export_tiny(tiny_data, str(tmp_path / 'run'),
+                        make_config(preprocess='raw', **SMALL).model)
 
 
 def test_paper_crnn_matches_kws_streaming_in_keras():
@@ -127,15 +108,7 @@ def test_paper_crnn_matches_kws_streaming_in_keras():
       tf.keras.layers.Dense(128), tf.keras.layers.Dense(256, 'relu'),
       tf.keras.layers.Dense(12)])
   assert keras_model.count_params() == 467_772
-  rng = np.random.default_rng(1)
-  for weight in keras_model.weights:
-    if len(weight.shape) == 1 or 'bias' in weight.path:
-      weight.assign(rng.normal(0.0, 0.1, weight.shape))
-  params = params_from_keras(model, [w.numpy() for w in keras_model.weights])
-  features = rng.standard_normal((3, 49, 20)).astype(np.float32)
-  np.testing.assert_allclose(model.logits(params, jnp.asarray(features)),
-                             keras_model(features, training=False).numpy(),
-                             atol=1e-4)
+  assert_logits_match_keras(model, keras_model, seed=1)
 
 
 def test_crnn_streams_what_it_computes():

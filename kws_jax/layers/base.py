@@ -197,6 +197,13 @@ def check_rank(layer_name: str, x: Array, in_rank: int, what: str = 'input'
         'axes.')
 
 
+def check_positive_int(layer_name: str, field: str, value: Any) -> None:
+  """Raises a ValueError naming the layer unless ``value`` is an int >= 1."""
+  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    raise ValueError(
+        f'{layer_name}: {field} is {value!r}, expected a positive int.')
+
+
 def check_choice(layer_name: str, field: str, value: Any,
                  choices: Sequence[Any]) -> None:
   """Raises a ValueError naming the layer unless ``value`` is one of ``choices``."""

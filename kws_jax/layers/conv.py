@@ -24,6 +24,10 @@ Array = jax.Array
 
 FEATURE_PADDINGS = ('valid', 'same')
 IMPLEMENTATIONS = ('im2col', 'xla')
+# 'taps': a multiply-add per kernel tap (fast on CPU, where XLA's grouped
+# convolution is slow); 'xla': lax.conv_general_dilated, which TFLite
+# converts to DEPTHWISE_CONV_2D.
+DEPTHWISE_IMPLEMENTATIONS = ('taps', 'xla')
 
 
 class _WindowConv(base.Layer):
@@ -196,9 +200,7 @@ class Conv2D(_WindowConv):
 
   def __post_init__(self):
     self._check_fields()
-    if not isinstance(self.filters, int) or self.filters < 1:
-      raise ValueError(
-          f'{self.name}: filters is {self.filters!r}, expected a positive int.')
+    base.check_positive_int(self.name, 'filters', self.filters)
     base.check_choice(self.name, 'implementation', self.implementation,
                       IMPLEMENTATIONS)
 
@@ -240,7 +242,8 @@ class DepthwiseConv2D(_WindowConv):
   ``[batch, time, feature, C]`` -> ``[batch, time', feature', C *
   depth_multiplier]``; ``depthwise_kernel [k_time, k_feat, C,
   depth_multiplier]``, ``bias [C * depth_multiplier]``. Time and feature
-  geometry, padding and streaming as ``Conv2D``.
+  geometry, padding and streaming as ``Conv2D``. ``implementation``: see
+  ``DEPTHWISE_IMPLEMENTATIONS`` (same math).
   """
 
   name: str
@@ -252,14 +255,16 @@ class DepthwiseConv2D(_WindowConv):
   time_padding: str = 'valid'
   feature_padding: str = 'valid'
   use_bias: bool = True
+  implementation: str = 'taps'
 
   _kernel_name = 'depthwise_kernel'
 
   def __post_init__(self):
     self._check_fields()
-    if not isinstance(self.depth_multiplier, int) or self.depth_multiplier < 1:
-      raise ValueError(f'{self.name}: depth_multiplier is '
-                       f'{self.depth_multiplier!r}, expected a positive int.')
+    base.check_choice(self.name, 'implementation', self.implementation,
+                      DEPTHWISE_IMPLEMENTATIONS)
+    base.check_positive_int(self.name, 'depth_multiplier',
+                            self.depth_multiplier)
 
   def output_shape(self, in_shape: base.Shape) -> base.Shape:
     self._check_frame_shape(in_shape)
@@ -285,8 +290,35 @@ class DepthwiseConv2D(_WindowConv):
     channels = kernel.shape[2]
     # [kt, kf, C, m] -> [kt, kf, 1, C * m]: output c * m + j, as Keras.
     rhs = kernel.reshape(*kernel.shape[:2], 1, channels * kernel.shape[3])
+    if self.implementation == 'taps':
+      return _depthwise_taps(x, rhs[:, :, 0], self.dilation, self.strides,
+                             kernel.shape[3])
     return jax.lax.conv_general_dilated(
         x, rhs, window_strides=self.strides, padding='VALID',
         rhs_dilation=self.dilation,
         dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
         feature_group_count=channels, preferred_element_type=x.dtype)
+
+
+def _depthwise_taps(x: Array, kernel: Array, dilation: tuple[int, int],
+                    strides: tuple[int, int], multiplier: int) -> Array:
+  """Valid depthwise convolution as a sum over taps of shifted, scaled slices.
+
+  ``x [B, T, F, C]``, ``kernel [kt, kf, C * multiplier]`` -> ``[B, T', F',
+  C * multiplier]`` (output channel ``c * multiplier + j``, as Keras).
+  """
+  if multiplier > 1:
+    x = jnp.repeat(x, multiplier, axis=-1)
+  kt, kf = kernel.shape[:2]
+  time_out = (x.shape[1] - dilation[0] * (kt - 1) - 1) // strides[0] + 1
+  feature_out = (x.shape[2] - dilation[1] * (kf - 1) - 1) // strides[1] + 1
+  y = None
+  for i in range(kt):
+    t0 = i * dilation[0]
+    for j in range(kf):
+      f0 = j * dilation[1]
+      tap = x[:, t0:t0 + (time_out - 1) * strides[0] + 1:strides[0],
+              f0:f0 + (feature_out - 1) * strides[1] + 1:strides[1]]
+      term = tap * kernel[i, j]
+      y = term if y is None else y + term
+  return y

@@ -54,9 +54,7 @@ class Dense(base.Layer):
   compute_dtype: str | None = None
 
   def __post_init__(self):
-    if not isinstance(self.units, int) or self.units < 1:
-      raise ValueError(
-          f'{self.name}: units is {self.units!r}, expected a positive int.')
+    base.check_positive_int(self.name, 'units', self.units)
     get_activation(self.activation, owner=self.name)
 
   def output_shape(self, in_shape: base.Shape) -> base.Shape:
@@ -197,9 +195,7 @@ class Flatten(base.Layer):
   window: int = 1
 
   def __post_init__(self):
-    if not isinstance(self.window, int) or self.window < 1:
-      raise ValueError(
-          f'{self.name}: window is {self.window!r}, expected a positive int.')
+    base.check_positive_int(self.name, 'window', self.window)
 
   @property
   def _time_window(self) -> TimeWindow:

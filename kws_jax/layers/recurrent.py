@@ -43,9 +43,7 @@ class GRU(base.Layer):
   units: int
 
   def __post_init__(self):
-    if not isinstance(self.units, int) or self.units < 1:
-      raise ValueError(
-          f'{self.name}: units is {self.units!r}, expected a positive int.')
+    base.check_positive_int(self.name, 'units', self.units)
 
   @property
   def receptive_field(self) -> float:
@@ -143,9 +141,7 @@ class LastFrames(base.Layer):
   window: int = 1
 
   def __post_init__(self):
-    if not isinstance(self.window, int) or self.window < 1:
-      raise ValueError(
-          f'{self.name}: window is {self.window!r}, expected a positive int.')
+    base.check_positive_int(self.name, 'window', self.window)
 
   @property
   def lookback(self) -> int:

@@ -17,26 +17,19 @@ from kws_jax.models import cnn, gru
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """The paper's CRNN flags."""
-  return ml_collections.ConfigDict({
-      'name': 'crnn',
-      'preprocess': 'raw',
-      'label_count': 0,
+  """The paper's CRNN flags: the GRU model's, plus the convolutions'."""
+  config = gru.default_config()
+  config.update(name='crnn', gru_units='256')
+  config.update({
       'cnn_filters': '16,16',
       'cnn_kernel_size': '(3,3),(5,3)',
       'cnn_act': "'relu','relu'",
       'cnn_dilation_rate': '(1,1),(1,1)',
       'cnn_strides': '(1,1),(1,1)',
-      'gru_units': '256',
-      'return_sequences': '0',
-      'stateful': 0,
-      'dropout1': 0.1,
-      'units1': '128,256',
-      'act1': "'linear','relu'",
-      'return_softmax': False,
       'conv_implementation': 'auto',  # see models.cnn
       'compute_dtype': 'float32',
   })
+  return config
 
 
 def crnn(config: ml_collections.ConfigDict, *, frames: int, features: int,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ml_collections
 
 from kws_jax import layers
+from kws_jax.models import cnn
 from kws_jax.models.parse import check_same_length, parse_list
 
 
@@ -44,6 +45,10 @@ def default_config() -> ml_collections.ConfigDict:
       'cnn2_act': "'relu','relu','relu','relu','relu'",
       'dropout1': 0.2,
       'return_softmax': False,
+      # Speed knob (same parameters and math): 'auto' picks the fast CPU
+      # forms (im2col Conv2D, per-tap depthwise); 'xla' the lax
+      # convolutions, which the export uses (TFLite DEPTHWISE_CONV_2D).
+      'conv_implementation': 'auto',
   })
 
 
@@ -86,6 +91,9 @@ def ds_cnn(config: ml_collections.ConfigDict, *, frames: int, features: int,
       'cnn2_act': parse_list('model.cnn2_act', config.cnn2_act, 'str'),
   }
   check_same_length('model', lists)
+  conv_implementation = cnn.conv_implementation(config.conv_implementation)
+  depthwise_implementation = ('xla' if config.conv_implementation == 'xla'
+                              else 'taps')
 
   def norm(name: str) -> layers.BatchNorm:
     return layers.BatchNorm(name, momentum=config.bn_momentum,
@@ -100,7 +108,7 @@ def ds_cnn(config: ml_collections.ConfigDict, *, frames: int, features: int,
           dilation=_pair('model.cnn1_dilation_rate',
                          config.cnn1_dilation_rate),
           strides=_pair('model.cnn1_strides', config.cnn1_strides),
-          implementation='xla'),
+          implementation=conv_implementation),
       norm('batch_norm_0'),
       layers.Activation('activation_0', config.cnn1_act),
   ]
@@ -108,10 +116,12 @@ def ds_cnn(config: ml_collections.ConfigDict, *, frames: int, features: int,
       zip(*lists.values()), start=1):
     body += [
         layers.DepthwiseConv2D(f'depthwise_{i}', kernel, dilation=dilation,
-                               strides=strides),
+                               strides=strides,
+                               implementation=depthwise_implementation),
         norm(f'batch_norm_dw_{i}'),
         layers.Activation(f'activation_dw_{i}', dw_act),
-        layers.Conv2D(f'conv2d_{i}', filters, (1, 1), implementation='xla'),
+        layers.Conv2D(f'conv2d_{i}', filters, (1, 1),
+                      implementation=conv_implementation),
         norm(f'batch_norm_{i}'),
         layers.Activation(f'activation_{i}', act),
     ]
