@@ -433,3 +433,42 @@ def test_depthwise_matches_keras():
   x = _inputs((2, 12, 8, 3))
   np.testing.assert_allclose(layer.apply(params, x),
                              keras_layer(np.asarray(x)).numpy(), atol=1e-5)
+
+
+def _residual(case):
+  conv = functools.partial(layers.Conv2D, feature_padding='same')
+  if case == 'identity':
+    return layers.Residual('res', layers.Sequential('body', (
+        conv('c1', 3, (3, 3), activation='relu'),
+        layers.BatchNorm('bn'))), activation='relu')
+  if case == 'projection':
+    return layers.Residual('res', conv('c1', 5, (5, 3), dilation=(2, 1)),
+                           conv('c2', 5, (1, 1)))
+  return layers.Residual(  # strided: both branches at blocks of 2
+      'res', conv('c1', 4, (3, 3), strides=(2, 1), time_padding='semicausal'),
+      conv('c2', 4, (1, 1), strides=(2, 1), time_padding='semicausal'))
+
+
+@pytest.mark.parametrize('case, lookback', [('identity', 2),
+                                            ('projection', 8),
+                                            ('strided', 0)])
+def test_residual_contract(case, lookback):
+  residual = _residual(case)
+  assert residual.lookback == lookback
+  params = residual.init(jax.random.key(0), (6, 3))
+  params = jax.tree.map(lambda p: p + 0.1 * jnp.ones_like(p), params)
+  report = check_streaming_contract(residual, params,
+                                    _inputs((2, 24, 6, 3)))
+  assert report.stream_shape[1] == 24 // residual.block_size
+
+
+def test_residual_refuses_branches_that_do_not_add_up():
+  with pytest.raises(ValueError, match='c1 has block_size 2 but c2 has 1; '
+                     'the branches of a sum must read and emit frames at one '
+                     'rate'):
+    layers.Residual('res', layers.Conv2D('c1', 3, (3, 3), strides=(2, 1)),
+                    layers.Conv2D('c2', 3, (1, 1)))
+  residual = layers.Residual('res', layers.Conv2D('c1', 4, (3, 3)))
+  with pytest.raises(ValueError, match=r'res: the branches emit frames of '
+                     r'shapes c1 \(4, 4\), identity \(6, 3\)'):
+    residual.output_shape((6, 3))

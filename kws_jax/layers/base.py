@@ -119,6 +119,10 @@ class Layer(abc.ABC):
     del in_shape
     return 0
 
+  def children(self) -> tuple[Layer, ...]:
+    """The layers this layer is made of (params and state keyed by their names)."""
+    return ()
+
   # -- Parameters -------------------------------------------------------------
 
   def init(self, rng: Array, in_shape: Shape) -> Params:

@@ -51,24 +51,41 @@ def params_from_keras(model: Model, weights: Sequence[Any]) -> dict[str, Any]:
       the kws_jax layer, the array's position in ``weights`` and both shapes.
   """
   template = jax.eval_shape(lambda: model.init(jax.random.key(0)))
-  expected = [(layer.name, key, template[layer.name][key].shape)
-              for layer in model.net.layers if layer.name in template
-              for key in _keras_keys(layer.name, template[layer.name])]
+  expected = list(_slots(model.net, template, ()))
   if len(weights) != len(expected):
-    listing = ', '.join(f'{name}/{key} {tuple(shape)}'
-                        for name, key, shape in expected)
+    listing = ', '.join(f'{"/".join(path)}/{key} {tuple(shape)}'
+                        for path, key, shape in expected)
     raise ValueError(f'{model.name}: got {len(weights)} Keras weight arrays, '
                      f'expected {len(expected)}: {listing}.')
-  params: dict[str, dict[str, jax.Array]] = {}
-  for index, ((name, key, shape), array) in enumerate(zip(expected, weights)):
+  params: dict[str, Any] = {}
+  for index, ((path, key, shape), array) in enumerate(zip(expected, weights)):
     array = np.asarray(array)
     if array.shape != tuple(shape):
       raise ValueError(
           f'{model.name}: Keras weight {index} has shape {array.shape}, '
-          f'expected {tuple(shape)} for {name}/{key}. Are the weights from a '
-          'model built with the same config, listed in layer order?')
-    params.setdefault(name, {})[key] = jnp.asarray(array, jnp.float32)
+          f'expected {tuple(shape)} for {"/".join(path)}/{key}. Are the '
+          'weights from a model built with the same config, listed in layer '
+          'order?')
+    node = params
+    for name in path:
+      node = node.setdefault(name, {})
+    node[key] = jnp.asarray(array, jnp.float32)
   return params
+
+
+def _slots(layer, template: dict[str, Any], path: tuple[str, ...]):
+  """``(layer path, key, shape)`` of every weight below ``layer``, in order.
+
+  Layers made of layers (``children()``) are walked depth first, as Keras
+  lists the weights of nested layers.
+  """
+  if layer.children():
+    for child in layer.children():
+      if child.name in template:
+        yield from _slots(child, template[child.name], path + (child.name,))
+    return
+  for key in _keras_keys(layer.name, template):
+    yield path, key, template[key].shape
 
 
 def _keras_keys(layer_name: str, layer_params: dict[str, Any]) -> list[str]:
