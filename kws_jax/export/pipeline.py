@@ -50,6 +50,7 @@ from kws_jax import data, evaluate
 from kws_jax.atomic import atomic_write
 from kws_jax.export import accuracy, forms, savedmodel, tflite
 from kws_jax.frontend import MfccFrontend
+from kws_jax.layers import count_params
 from kws_jax.models import Model, build_model
 from kws_jax.train import load_run
 from kws_jax.train.loop import load_dataset
@@ -90,10 +91,16 @@ def _write(path: str, text: str) -> None:
     file.write(text)
 
 
+# The first weighted layer of an MFCC model stays float in int8 exports if it
+# holds at most this share of the parameters.
+FLOAT_FIRST_LAYER_SHARE = 0.05
+
+
 def float_scopes(model: Model) -> tuple[str, ...]:
   """Scopes kept float in int8 models (every op up to the last of them).
 
-  MFCC models: the frontend and the first weighted layer. MFCC coefficients
+  MFCC models: the frontend and the first weighted layer, if it is small
+  (``FLOAT_FIRST_LAYER_SHARE``). MFCC coefficients
   span very different ranges (c0 about 10x the others), so one int8 scale
   for the first layer's input loses the small ones; keeping that layer (1
   input channel, a tiny share of the compute) in float costs nothing and
@@ -108,7 +115,13 @@ def float_scopes(model: Model) -> tuple[str, ...]:
   weighted = jax.eval_shape(lambda: model.init(jax.random.key(0)))
   first = next(layer.name for layer in model.body.layers
                if layer.name in weighted)
-  return ((frontend.name,) if model.preprocess == 'raw' else ()) + (first,)
+  scopes = (frontend.name,) if model.preprocess == 'raw' else ()
+  # Only a small first layer stays float: a GRU that holds most of the
+  # weights would leave the int8 model as large as the float one.
+  if (count_params(weighted[first]) <=
+      FLOAT_FIRST_LAYER_SHARE * count_params(weighted)):
+    scopes += (first,)
+  return scopes
 
 
 def representative_dataset(form: str, model: Model, params: Any,
