@@ -82,6 +82,9 @@ def default_config() -> ml_collections.ConfigDict:
       'window_type': 'hann',
       'dft': 'fft',  # or 'matmul'
       'max_weight_block': 0,  # > 0: constant matmuls in blocks (export)
+      # 'semicausal': frames end with their stride (no warm-up frame), which
+      # a time stride right after the frontend needs to stream.
+      'padding': 'valid',
   })
   config.optimizer = ml_collections.ConfigDict({
       'name': 'adam',  # adam, adamw, momentum, novograd

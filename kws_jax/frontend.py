@@ -65,6 +65,12 @@ class MfccFrontend(base.Layer):
       Same math; the exporter uses 1023 because TFLite's weight quantizer
       leaves matrices under 1024 entries in float, which keeps the frontend
       of quantized models exact.
+    padding: 'valid' (kws_streaming's framing: frame ``i`` covers samples
+      ``[i s, i s + window)``, one warm-up frame when streaming 40/20 ms) or
+      'semicausal' (``window - stride`` zeros first: frame ``i`` ends with
+      stride ``i``, no warm-up). A layer with a time stride after the
+      frontend streams only when the warm-up before it is a multiple of its
+      stride: 'semicausal' makes that possible right after the frontend.
   """
 
   name: str = 'frontend'
@@ -82,6 +88,7 @@ class MfccFrontend(base.Layer):
   window_type: str = 'hann'
   dft: str = 'fft'
   max_weight_block: int = 0
+  padding: str = 'valid'
 
   def __post_init__(self):
     def fail(field, expected):
@@ -114,6 +121,8 @@ class MfccFrontend(base.Layer):
     if not 0.0 <= self.preemph < 1.0:
       fail('preemph', '0 <= preemph < 1')
     base.check_choice(self.name, 'window_type', self.window_type, WINDOW_TYPES)
+    base.check_choice(self.name, 'padding', self.padding,
+                      ('valid', 'semicausal'))
     base.check_choice(self.name, 'dft', self.dft, DFT_IMPLEMENTATIONS)
 
   # -- Geometry ---------------------------------------------------------------
@@ -142,8 +151,8 @@ class MfccFrontend(base.Layer):
 
   @property
   def window(self) -> TimeWindow:
-    """Windows of ``window_samples`` every ``stride_samples`` (valid)."""
-    return TimeWindow(self.window_samples, self.stride_samples)
+    """Windows of ``window_samples`` every ``stride_samples``, placed by ``padding``."""
+    return TimeWindow(self.window_samples, self.stride_samples, self.padding)
 
   @property
   def lookback(self) -> int:
@@ -154,12 +163,13 @@ class MfccFrontend(base.Layer):
     return self.window_samples
 
   def output_length(self, length: int) -> int:
-    if length < self.window_samples:
+    frames = self.window.output_length(length)
+    if frames < 1:
       raise ValueError(
           f'{self.name}: audio has {length} samples, expected at least one '
           f'window of {self.window_samples} samples '
           f'({self.window_size_ms} ms at {self.sample_rate} Hz).')
-    return 1 + (length - self.window_samples) // self.stride_samples
+    return frames
 
   def output_shape(self, in_shape: base.Shape) -> base.Shape:
     if tuple(in_shape) != ():
@@ -216,8 +226,8 @@ class MfccFrontend(base.Layer):
   def frame(self, audio: Array) -> Array:
     """Splits ``audio [batch, samples]`` into ``[batch, frames, window]``."""
     frames = self.output_length(audio.shape[1])
-    return frame_signal(audio, frames, self.window_samples,
-                        self.stride_samples)
+    return frame_signal(self.window.full_window(audio), frames,
+                        self.window_samples, self.stride_samples)
 
   def frame_features(self, frames: Array) -> Array:
     """Features of windows ``[batch, frames, window]`` -> ``[batch, frames, F]``."""

@@ -414,3 +414,22 @@ def test_a_longer_clip_than_the_files_trains(tiny_data, tmp_path):  # pylint: di
   assert result['steps'] == 6 and 0.0 <= result['test_accuracy'] <= 1.0
   _, model, _ = load_run(str(tmp_path / 'run'))
   assert model.clip_length == 74  # 1.5 s of 20 ms frames, 40 ms windows
+
+
+def test_a_run_saved_before_a_field_existed_resumes(tiny_data, finished_run,
+                                                    tmp_path):  # pylint: disable=redefined-outer-name
+  workdir = _copy(finished_run, tmp_path)
+  path = os.path.join(workdir, 'config.json')
+  saved = json.load(open(path))
+  del saved['frontend']['padding']  # as written before the field existed
+  with open(path, 'w') as file:
+    json.dump(saved, file)
+  again = train_and_evaluate(tiny_config(tiny_data), workdir, progress=False)
+  assert again['test_accuracy'] == finished_run[1]['test_accuracy']
+  config = tiny_config(tiny_data)
+  config.frontend.padding = 'semicausal'  # computes something else: refused
+  with open(path, 'w') as file:
+    json.dump(saved, file)
+  with pytest.raises(ValueError, match=r"frontend.padding: workdir has "
+                     r"'\(missing\)', config has 'semicausal'"):
+    train_and_evaluate(config, workdir, progress=False)

@@ -215,3 +215,29 @@ def test_bad_settings_fail_when_built(kwargs, fragment):
   with pytest.raises(ValueError, match='frontend') as error:
     MfccFrontend(**kwargs)
   assert fragment in str(error.value)
+
+
+def test_semicausal_framing_streams_without_warm_up():
+  from kws_jax.testing import check_streaming_contract  # pylint: disable=g-import-not-at-top
+  frontend = MfccFrontend(padding='semicausal')
+  assert frontend.lookback == 0 and frontend.output_length(16000) == 50
+  audio = 0.1 * jax.random.normal(jax.random.key(0), (2, 3200))
+  check_streaming_contract(frontend, {}, audio, atol=1e-4)
+  # Frame i + 1 of the semicausal framing is frame i of the valid one.
+  np.testing.assert_allclose(frontend.apply({}, audio)[:, 1:],
+                             MfccFrontend().apply({}, audio), atol=1e-4)
+
+
+def test_a_time_stride_after_the_frontend_needs_semicausal_framing():
+  from experiments.configs import cnn as cnn_config  # pylint: disable=g-import-not-at-top
+  from kws_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  config = cnn_config.get_config()
+  config.model.update(cnn_filters='8,8', cnn_kernel_size='(2,3),(3,3)',
+                      cnn_act="'relu','relu'", cnn_dilation_rate='(1,1),(1,1)',
+                      cnn_strides='(2,1),(1,1)', units2='8', act2="'relu'")
+  with pytest.raises(ValueError, match='the layers before conv2d_0 leave 1 '
+                     'warm-up frames, not a multiple of its block of 2'):
+    build_model(config)
+  config.frontend.padding = 'semicausal'
+  model = build_model(config)
+  assert model.block_size == 640  # two 20 ms frames per step
