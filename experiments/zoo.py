@@ -38,7 +38,7 @@ from kws_jax import atomic, cli
 from kws_jax.export import export_run
 from kws_jax.export.runtime import TfliteStreaming
 from kws_jax.models import build_model
-from kws_jax.train import optim, steps, train_and_evaluate
+from kws_jax.train import load_run, optim, steps, train_and_evaluate
 
 BATCH = 50
 LATENCY_STEPS = 200
@@ -117,7 +117,6 @@ def measure(name: str, args) -> dict:
   result = train_and_evaluate(config, workdir, progress=True)
   manifest = export_run(workdir, progress=True)
   model = build_model(config)
-  from kws_jax.train import load_run  # pylint: disable=g-import-not-at-top
   _, _, params = load_run(workdir)
   files = manifest['tflite']
   external = os.path.join(workdir, 'tflite_stream_state_external',
