@@ -84,7 +84,7 @@ def test_gru_model_streams_and_its_last_clip_frame_is_the_clip(
 def test_gru_model_refuses_what_it_cannot_build():
   with pytest.raises(ValueError, match='model.stateful is 1'):
     build_model(make_config(stateful=1, **SMALL))
-  with pytest.raises(ValueError, match='GRU 0 returns only its last frame'):
+  with pytest.raises(ValueError, match='gru_0 returns only its last frame'):
     build_model(make_config(gru_units='4,4', return_sequences='0,0'))
 
 

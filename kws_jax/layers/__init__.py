@@ -8,12 +8,12 @@ from kws_jax.layers.core import (
     Activation, Dense, Dropout, ExpandDims, FeaturePool, Flatten)
 from kws_jax.layers.normalization import BatchNorm
 from kws_jax.layers.pooling import Pool2D
-from kws_jax.layers.recurrent import GRU, LastFrames
+from kws_jax.layers.recurrent import GRU, LSTM, LastFrames
 from kws_jax.layers.sequential import Sequential
 from kws_jax.layers.window import TimeWindow
 
 __all__ = [
     'Activation', 'BatchNorm', 'Conv2D', 'DepthwiseConv2D', 'Dense', 'Dropout', 'ExpandDims', 'FeaturePool',
-    'Flatten', 'GRU', 'LastFrames', 'Layer', 'Pool2D', 'Residual', 'Sequential', 'TimeWindow', 'count_params',
+    'Flatten', 'GRU', 'LSTM', 'LastFrames', 'Layer', 'Pool2D', 'Residual', 'Sequential', 'TimeWindow', 'count_params',
     'get_activation', 'scan_steps',
 ]

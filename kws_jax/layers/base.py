@@ -123,6 +123,15 @@ class Layer(abc.ABC):
     """The layers this layer is made of (params and state keyed by their names)."""
     return ()
 
+  def keras_weight_names(self) -> tuple[str, ...]:
+    """Param keys in the order the equivalent Keras layer lists its weights.
+
+    ``params_from_keras`` maps ``keras_model.weights`` through it; keys the
+    layer's params lack are skipped. The default covers Conv2D, Dense,
+    DepthwiseConv2D, GRU and BatchNormalization.
+    """
+    return KERAS_ORDER
+
   # -- Parameters -------------------------------------------------------------
 
   def init(self, rng: Array, in_shape: Shape) -> Params:
@@ -270,6 +279,10 @@ def shift_in(buffer: Array, frame: Array) -> Array:
   """
   return jnp.concatenate([buffer, frame], axis=1)[:, frame.shape[1]:]
 
+
+# The order in which Keras layers list their weights (``layer.weights``).
+KERAS_ORDER = ('depthwise_kernel', 'kernel', 'recurrent_kernel', 'bias',
+               'gamma', 'beta', 'moving_mean', 'moving_variance')
 
 # Parameters the optimizer and the L2 term leave alone: statistics that the
 # training form updates itself (Keras' names).

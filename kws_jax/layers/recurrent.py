@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -17,26 +19,14 @@ Array = jax.Array
 MAX_UNROLLED = 256
 
 
-@dataclasses.dataclass(frozen=True)
-class GRU(base.Layer):
-  """Keras' ``GRU`` (``reset_after=True``, tanh and sigmoid), every frame out.
+class _Recurrent(base.Layer):
+  """A cell run over the frames of ``[batch, time, features]``, one output each.
 
-  ``[batch, time, features]`` -> ``[batch, time, units]``: output ``t`` is
-  the hidden state after frame ``t``, from a zero state at the first frame.
-  Params as Keras: ``kernel [features, 3 units]``, ``recurrent_kernel
-  [units, 3 units]`` and ``bias [2, 3 units]`` (input and recurrent biases),
-  gates in the order update (z), reset (r), candidate (h):
-
-      z = sigmoid(x W_z + b_z + h U_z + c_z)
-      r = sigmoid(x W_r + b_r + h U_r + c_r)
-      n = tanh(x W_h + b_h + r * (h U_h + c_h))
-      h' = z * h + (1 - z) * n
-
-  Streaming: the state is the hidden state ``[batch, units]``; a step of
-  ``n`` frames returns their ``n`` outputs, so the stream equals the full
-  window frame for frame (``lookback == 0``), and the receptive field is
-  unbounded. For kws_streaming's ``return_sequences=0`` follow it with
-  ``LastFrames(window=clip frames)``.
+  Output ``t`` is the cell's output after frame ``t``, from a zero state at
+  the first frame. Streaming carries the state; a step of ``n`` frames
+  returns their ``n`` outputs, so the stream equals the full window frame
+  for frame (``lookback == 0``) and the receptive field is unbounded.
+  Subclasses define the params, the state and the cell.
   """
 
   name: str
@@ -49,12 +39,96 @@ class GRU(base.Layer):
   def receptive_field(self) -> float:
     return math.inf
 
+  @property
+  @abc.abstractmethod
+  def output_width(self) -> int:
+    """Features of one output frame."""
+
   def output_shape(self, in_shape: base.Shape) -> base.Shape:
     if len(in_shape) != 1:
       raise ValueError(
           f'{self.name}: frames have shape {tuple(in_shape)}, expected a '
           'vector (features,); flatten the feature axes first.')
-    return (self.units,)
+    return (self.output_width,)
+
+  @abc.abstractmethod
+  def _cell(self, params: base.Params) -> tuple[
+      Callable[[Array], Array], Callable[[Any, Array], tuple[Any, Array]]]:
+    """``(project, cell)``: ``project`` maps all frames ``[batch, time, F]``
+    through the input weights at once; ``cell(state, projected frame)``
+    returns ``(state, output [batch, output_width])``."""
+
+  def apply(self, params: base.Params, x: Array, *, train: bool = False,
+            rng: Array | None = None) -> Array:
+    del train, rng
+    state = self.init_state(x.shape[0], tuple(x.shape[2:]), x.dtype)
+    return self._run(params, state, x)[1]
+
+  def step(self, params: base.Params, state: base.State,
+           frame: Array) -> tuple[base.State, Array]:
+    base.check_blocks(self.name, frame, 1, 'frame')
+    expected = jax.eval_shape(lambda: self.init_state(
+        frame.shape[0], tuple(frame.shape[2:]), frame.dtype))
+    for key, spec in expected.items():
+      got = state.get(key) if isinstance(state, dict) else None
+      if got is None:
+        raise ValueError(f'{self.name}: state has no {key!r} entry; expected '
+                         f'{", ".join(map(repr, expected))}.')
+      base.check_frame(self.name, got, spec.shape, spec.dtype,
+                       what=f'state {key!r}')
+    return self._run(params, state, frame)
+
+  def _run(self, params: base.Params, state: Any, x: Array
+           ) -> tuple[Any, Array]:
+    """Runs the cell over ``x [batch, time, features]`` from ``state``."""
+    expected = params['kernel'].shape[0] - self._recurrent_input_width
+    if x.ndim != 3 or x.shape[-1] != expected:
+      raise ValueError(
+          f'{self.name}: input has shape {tuple(x.shape)}, expected '
+          f'[batch, time, {expected}].')
+    project, cell = self._cell(params)
+    inputs = project(x)
+    if x.shape[1] > MAX_UNROLLED:
+      state, outputs = jax.lax.scan(cell, state, jnp.moveaxis(inputs, 1, 0))
+      return state, jnp.moveaxis(outputs, 0, 1)
+    # Clips and steps run the cell in a Python loop: no WHILE op in the
+    # exported graph (TFLite's int8 calibration crashes on one).
+    outputs = []
+    for t in range(x.shape[1]):
+      state, out = cell(state, inputs[:, t])
+      outputs.append(out)
+    return state, jnp.stack(outputs, axis=1)
+
+  @property
+  def _recurrent_input_width(self) -> int:
+    """Rows of ``kernel`` that multiply the previous output (tf1 layouts)."""
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class GRU(_Recurrent):
+  """Keras' ``GRU`` (``reset_after=True``, tanh and sigmoid), every frame out.
+
+  ``[batch, time, features]`` -> ``[batch, time, units]``. Params as Keras:
+  ``kernel [features, 3 units]``, ``recurrent_kernel [units, 3 units]`` and
+  ``bias [2, 3 units]`` (input and recurrent biases), gates in the order
+  update (z), reset (r), candidate (h):
+
+      z = sigmoid(x W_z + b_z + h U_z + c_z)
+      r = sigmoid(x W_r + b_r + h U_r + c_r)
+      n = tanh(x W_h + b_h + r * (h U_h + c_h))
+      h' = z * h + (1 - z) * n
+
+  State ``{'h': [batch, units]}``. For kws_streaming's
+  ``return_sequences=0`` follow it with ``LastFrames(window=clip frames)``.
+  """
+
+  name: str
+  units: int
+
+  @property
+  def output_width(self) -> int:
+    return self.units
 
   def step_macs(self, in_shape: base.Shape) -> int:
     self.output_shape(in_shape)
@@ -72,59 +146,157 @@ class GRU(base.Layer):
         'bias': jnp.zeros((2, width), jnp.float32),
     }
 
-  def apply(self, params: base.Params, x: Array, *, train: bool = False,
-            rng: Array | None = None) -> Array:
-    del train, rng
-    state = self.init_state(x.shape[0], tuple(x.shape[2:]), x.dtype)
-    return self._run(params, state, x)[1]
-
   def init_state(self, batch_size: int, in_shape: base.Shape,
                  dtype: Any = jnp.float32) -> base.State:
     self.output_shape(in_shape)
-    return jnp.zeros((batch_size, self.units), dtype)
+    return {'h': jnp.zeros((batch_size, self.units), dtype)}
 
-  def step(self, params: base.Params, state: base.State,
-           frame: Array) -> tuple[base.State, Array]:
-    base.check_blocks(self.name, frame, 1, 'frame')
-    base.check_frame(self.name, state, (frame.shape[0], self.units),
-                     frame.dtype, what='state')
-    return self._run(params, state, frame)
-
-  def _run(self, params: base.Params, state: Array, x: Array
-           ) -> tuple[Array, Array]:
-    """Runs the cell over ``x [batch, time, features]`` from ``state``."""
-    self._check_features(params, x)
-    inputs = jnp.matmul(x, params['kernel']) + params['bias'][0]
+  def _cell(self, params):
     recurrent_kernel, recurrent_bias = (params['recurrent_kernel'],
                                         params['bias'][1])
     units = self.units
 
-    def cell(h, projected):
+    def project(x):
+      return jnp.matmul(x, params['kernel']) + params['bias'][0]
+
+    def cell(state, projected):
+      h = state['h']
       hidden = jnp.matmul(h, recurrent_kernel) + recurrent_bias
       z = jax.nn.sigmoid(projected[:, :units] + hidden[:, :units])
       r = jax.nn.sigmoid(projected[:, units:2 * units] +
                          hidden[:, units:2 * units])
       candidate = jnp.tanh(projected[:, 2 * units:] + r * hidden[:, 2 * units:])
       h = z * h + (1.0 - z) * candidate
-      return h, h
+      return {'h': h}, h
 
-    if x.shape[1] > MAX_UNROLLED:
-      state, outputs = jax.lax.scan(cell, state, jnp.moveaxis(inputs, 1, 0))
-      return state, jnp.moveaxis(outputs, 0, 1)
-    # Clips and steps run the cell in a Python loop: no WHILE op in the
-    # exported graph (TFLite's int8 calibration crashes on one).
-    outputs = []
-    for t in range(x.shape[1]):
-      state, out = cell(state, inputs[:, t])
-      outputs.append(out)
-    return state, jnp.stack(outputs, axis=1)
+    return project, cell
 
-  def _check_features(self, params: base.Params, x: Array) -> None:
-    expected = params['kernel'].shape[0]
-    if x.ndim != 3 or x.shape[-1] != expected:
-      raise ValueError(
-          f'{self.name}: input has shape {tuple(x.shape)}, expected '
-          f'[batch, time, {expected}].')
+
+@dataclasses.dataclass(frozen=True)
+class LSTM(_Recurrent):
+  """kws_streaming's LSTM: Keras' ``LSTM``, or tf1's ``LSTMCell`` with peepholes.
+
+  ``[batch, time, features]`` -> ``[batch, time, width]``, ``width`` the
+  ``num_proj`` of a projected cell and ``units`` otherwise. Two layouts, as
+  kws_streaming's ``use_peepholes`` flag picks:
+
+  * ``use_peepholes=False``: Keras' ``LSTM`` (``kernel [F, 4u]``,
+    ``recurrent_kernel [u, 4u]``, ``bias [4u]``; gates i, f, c, o);
+  * ``use_peepholes=True``: ``tf.compat.v1.nn.rnn_cell.LSTMCell(use_peepholes=
+    True, num_proj=num_proj)`` with its ``forget_bias=1`` (``kernel
+    [F + width, 4u]`` over ``concat(x, m)``, ``bias [4u]``, gates i, j, f, o,
+    peephole diagonals ``w_f_diag``, ``w_i_diag``, ``w_o_diag [u]`` and
+    ``projection_kernel [u, num_proj]``)::
+
+        c = sigmoid(f + 1 + w_f * c) * c + sigmoid(i + w_i * c) * tanh(j)
+        m = (sigmoid(o + w_o * c') * tanh(c')) @ projection_kernel
+
+  State ``{'c': [batch, units], 'h': [batch, width]}``. As in kws_streaming,
+  ``num_proj`` only applies with peepholes.
+  """
+
+  name: str
+  units: int
+  use_peepholes: bool = False
+  num_proj: int | None = None
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.num_proj is not None:
+      base.check_positive_int(self.name, 'num_proj', self.num_proj)
+      if not self.use_peepholes:
+        raise ValueError(f'{self.name}: num_proj is {self.num_proj}, but the '
+                         'projection needs use_peepholes=True (kws_streaming '
+                         'projects only the peephole cell); use None.')
+
+  @property
+  def output_width(self) -> int:
+    return self.num_proj or self.units
+
+  @property
+  def _recurrent_input_width(self) -> int:
+    return self.output_width if self.use_peepholes else 0
+
+  def keras_weight_names(self) -> tuple[str, ...]:
+    if self.use_peepholes:
+      return ('kernel', 'bias', 'w_f_diag', 'w_i_diag', 'w_o_diag',
+              'projection_kernel')
+    return ('kernel', 'recurrent_kernel', 'bias')
+
+  def step_macs(self, in_shape: base.Shape) -> int:
+    self.output_shape(in_shape)
+    macs = 4 * self.units * (in_shape[0] + self.output_width)
+    if self.num_proj:
+      macs += self.units * self.num_proj
+    return macs
+
+  def init(self, rng: Array, in_shape: base.Shape) -> base.Params:
+    self.output_shape(in_shape)
+    rngs = jax.random.split(rng, 3)
+    units, width = self.units, self.output_width
+    glorot = jax.nn.initializers.glorot_uniform()
+    # Keras' unit_forget_bias; tf1's cell adds its forget bias of 1 itself.
+    bias = jnp.zeros((4 * units,), jnp.float32)
+    if not self.use_peepholes:
+      return {
+          'kernel': glorot(rngs[0], (in_shape[0], 4 * units), jnp.float32),
+          'recurrent_kernel': jax.nn.initializers.orthogonal()(
+              rngs[1], (units, 4 * units), jnp.float32),
+          'bias': bias.at[units:2 * units].set(1.0),
+      }
+    params = {
+        'kernel': glorot(rngs[0], (in_shape[0] + width, 4 * units),
+                         jnp.float32),
+        'bias': bias,
+        **{name: jnp.zeros((units,), jnp.float32)
+           for name in ('w_f_diag', 'w_i_diag', 'w_o_diag')},
+    }
+    if self.num_proj:
+      params['projection_kernel'] = glorot(rngs[2], (units, self.num_proj),
+                                           jnp.float32)
+    return params
+
+  def init_state(self, batch_size: int, in_shape: base.Shape,
+                 dtype: Any = jnp.float32) -> base.State:
+    self.output_shape(in_shape)
+    return {'c': jnp.zeros((batch_size, self.units), dtype),
+            'h': jnp.zeros((batch_size, self.output_width), dtype)}
+
+  def _cell(self, params):
+    units = self.units
+    if not self.use_peepholes:
+      def project(x):
+        return jnp.matmul(x, params['kernel']) + params['bias']
+
+      def cell(state, projected):
+        gates = projected + jnp.matmul(state['h'], params['recurrent_kernel'])
+        i, f, g, o = (gates[:, k * units:(k + 1) * units] for k in range(4))
+        c = (jax.nn.sigmoid(f) * state['c'] +
+             jax.nn.sigmoid(i) * jnp.tanh(g))
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return {'c': c, 'h': h}, h
+
+      return project, cell
+
+    features = params['kernel'].shape[0] - self.output_width
+    input_kernel = params['kernel'][:features]
+    recurrent_kernel = params['kernel'][features:]
+
+    def project(x):
+      return jnp.matmul(x, input_kernel) + params['bias']
+
+    def cell(state, projected):
+      c_prev = state['c']
+      gates = projected + jnp.matmul(state['h'], recurrent_kernel)
+      i, j, f, o = (gates[:, k * units:(k + 1) * units] for k in range(4))
+      c = (jax.nn.sigmoid(f + 1.0 + params['w_f_diag'] * c_prev) * c_prev +
+           jax.nn.sigmoid(i + params['w_i_diag'] * c_prev) * jnp.tanh(j))
+      h = jax.nn.sigmoid(o + params['w_o_diag'] * c) * jnp.tanh(c)
+      if self.num_proj:
+        h = jnp.matmul(h, params['projection_kernel'])
+      return {'c': c, 'h': h}, h
+
+    return project, cell
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import ml_collections
 
 from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import Layer, Sequential
-from kws_jax.models import cnn, crnn, dnn, ds_cnn, gru
+from kws_jax.models import cnn, crnn, dnn, ds_cnn, gru, lstm
 from kws_jax.models.keras_weights import params_from_keras
 from kws_jax.models.model import Model
 from kws_jax.models.parse import parse_list
@@ -26,6 +26,7 @@ ARCHITECTURES: dict[str, Callable[..., tuple[Layer, ...]]] = {
     'dnn': dnn.dnn,
     'ds_cnn': ds_cnn.ds_cnn,
     'gru': gru.gru,
+    'lstm': lstm.lstm,
 }
 
 PREPROCESSING = ('raw', 'mfcc')

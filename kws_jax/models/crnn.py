@@ -44,5 +44,5 @@ def crnn(config: ml_collections.ConfigDict, *, frames: int, features: int,
   remaining = stack.output_length(frames)
   stack.output_shape((features,))  # a kernel too wide fails here, named
   return (layers.ExpandDims(), *convs, layers.Flatten('frame_vector'),
-          *gru.recurrent_head(config, frames=remaining,
-                              label_count=label_count))
+          *gru.recurrent_head(config, gru.gru_cells(config),
+                              frames=remaining, label_count=label_count))

@@ -14,6 +14,8 @@ they also remember what came before the clip.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import ml_collections
 
 from kws_jax import layers
@@ -46,41 +48,50 @@ def gru(config: ml_collections.ConfigDict, *, frames: int, features: int,
       returns only its last frame.
   """
   del features
-  return recurrent_head(config, frames=frames, label_count=label_count)
+  return recurrent_head(config, gru_cells(config), frames=frames,
+                        label_count=label_count)
 
 
-def recurrent_head(config: ml_collections.ConfigDict, *, frames: int,
+def gru_cells(config: ml_collections.ConfigDict) -> list[layers.Layer]:
+  """One GRU per entry of ``gru_units``."""
+  units = parse_list('model.gru_units', config.gru_units, 'int')
+  return [layers.GRU(f'gru_{i}', n) for i, n in enumerate(units)]
+
+
+def recurrent_head(config: ml_collections.ConfigDict,
+                   cells: Sequence[layers.Layer], *, frames: int,
                    label_count: int) -> tuple[layers.Layer, ...]:
-  """GRUs on vector frames, then Flatten, Dropout, ``units1`` and the logits.
+  """``cells`` on vector frames, then Flatten, Dropout, ``units1`` and the logits.
 
-  Shared by the GRU and CRNN models (``gru_units``, ``return_sequences``,
+  Shared by the GRU, LSTM and CRNN models (``return_sequences``,
   ``stateful``, ``dropout1``, ``units1``, ``act1``, ``return_softmax``);
-  ``frames`` is the number of frames one clip leaves at the first GRU.
+  ``frames`` is the number of frames one clip leaves at the first cell.
   """
   if config.stateful:
-    raise ValueError('model.stateful is 1; carrying the GRU state between '
-                     'training batches is not supported (streaming carries '
-                     'it anyway), use 0.')
-  recurrent = {
-      'gru_units': parse_list('model.gru_units', config.gru_units, 'int'),
-      'return_sequences': parse_list('model.return_sequences',
-                                     config.return_sequences, 'int'),
-  }
+    raise ValueError('model.stateful is 1; carrying the recurrent state '
+                     'between training batches is not supported (streaming '
+                     'carries it anyway), use 0.')
+  return_sequences = parse_list('model.return_sequences',
+                                config.return_sequences, 'int')
+  if len(return_sequences) != len(cells):
+    raise ValueError(
+        f'model.return_sequences has {len(return_sequences)} entries '
+        f'({config.return_sequences!r}) but there are {len(cells)} recurrent '
+        'layers; expected one entry per layer.')
   dense = {'units1': parse_list('model.units1', config.units1, 'int'),
            'act1': parse_list('model.act1', config.act1, 'str')}
-  check_same_length('model', recurrent)
   check_same_length('model', dense)
-  if not recurrent['gru_units']:
-    raise ValueError('model.gru_units is empty, expected at least one GRU.')
-  body: list[layers.Layer] = []
-  for i, units in enumerate(recurrent['gru_units']):
-    if i and not recurrent['return_sequences'][i - 1]:
+  if not cells:
+    raise ValueError('model: no recurrent layer (empty units list), expected '
+                     'at least one.')
+  for i in range(1, len(cells)):
+    if not return_sequences[i - 1]:
       raise ValueError(
-          f'model.return_sequences: GRU {i - 1} returns only its last frame '
-          f'(0), so GRU {i} has no sequence to read; use 1 for every GRU but '
-          'the last.')
-    body.append(layers.GRU(f'gru_{i}', units))
-  if recurrent['return_sequences'][-1]:
+          f'model.return_sequences: {cells[i - 1].name} returns only its last '
+          f'frame (0), so {cells[i].name} has no sequence to read; use 1 for '
+          'every recurrent layer but the last.')
+  body: list[layers.Layer] = list(cells)
+  if return_sequences[-1]:
     body.append(layers.Flatten('flatten', window=frames))
   else:
     body += [layers.LastFrames('last_frame', window=frames),

@@ -26,12 +26,6 @@ import numpy as np
 
 from kws_jax.models.model import Model
 
-# The order in which a Keras layer lists its weights (``layer.weights``):
-# Conv2D and Dense kernel, bias; DepthwiseConv2D depthwise_kernel, bias;
-# GRU kernel, recurrent_kernel, bias; BatchNormalization gamma, beta,
-# moving_mean, moving_variance.
-KERAS_ORDER = ('depthwise_kernel', 'kernel', 'recurrent_kernel', 'bias',
-               'gamma', 'beta', 'moving_mean', 'moving_variance')
 
 
 def params_from_keras(model: Model, weights: Sequence[Any]) -> dict[str, Any]:
@@ -40,8 +34,8 @@ def params_from_keras(model: Model, weights: Sequence[Any]) -> dict[str, Any]:
   Args:
     model: the kws_jax model, built from the same configuration.
     weights: arrays (anything ``np.asarray`` takes) in Keras' order: for
-      each layer with weights, in network order, its weights in
-      ``KERAS_ORDER``, as ``keras_model.weights`` lists them.
+      each layer with weights, in network order, its weights in the
+      order of its ``keras_weight_names()``, as ``keras_model.weights`` lists them.
 
   Returns:
     The params pytree of ``model``, float32.
@@ -84,13 +78,11 @@ def _slots(layer, template: dict[str, Any], path: tuple[str, ...]):
       if child.name in template:
         yield from _slots(child, template[child.name], path + (child.name,))
     return
-  for key in _keras_keys(layer.name, template):
-    yield path, key, template[key].shape
-
-
-def _keras_keys(layer_name: str, layer_params: dict[str, Any]) -> list[str]:
-  unknown = sorted(set(layer_params) - set(KERAS_ORDER))
+  order = layer.keras_weight_names()
+  unknown = sorted(set(template) - set(order))
   if unknown:
-    raise ValueError(f'{layer_name}: parameters {unknown} have no Keras '
-                     f'counterpart in {KERAS_ORDER}.')
-  return [key for key in KERAS_ORDER if key in layer_params]
+    raise ValueError(f'{layer.name}: parameters {unknown} have no Keras '
+                     f'counterpart in {order}.')
+  for key in order:
+    if key in template:
+      yield path, key, template[key].shape
