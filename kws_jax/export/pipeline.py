@@ -20,7 +20,10 @@ and in every TFLite folder ``model_summary.txt`` plus its accuracy files
 ``tflite_stream_state_*_model_accuracy_reset0.txt`` / ``_reset1.txt``).
 Accuracies are percentages on the test split, as kws_streaming writes them.
 
-Exported graphs use ``lax.conv`` convolutions (TFLite ``CONV_2D``). The
+Exported graphs use ``lax.conv`` convolutions (TFLite ``CONV_2D``), with
+every BatchNorm folded into the convolution or dense layer before it
+(``fold_model``; the streaming parity is measured against the unfolded JAX
+model). The
 quantized models keep the frontend in float: its constant matrices are split
 into blocks TFLite's weight quantizer leaves alone, and full-int8 conversion
 keeps the frontend and the first layer float (see ``float_scopes`` and
@@ -51,6 +54,7 @@ from kws_jax.atomic import atomic_write
 from kws_jax.export import accuracy, forms, savedmodel, tflite
 from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import count_params
+from kws_jax.layers.folding import fold_batch_norms
 from kws_jax.models import Model, build_model
 from kws_jax.train import load_run
 from kws_jax.train.loop import load_dataset
@@ -84,6 +88,34 @@ def export_models(config) -> tuple[Model, Model]:
   quant_config = copy.deepcopy(float_config)
   quant_config.frontend.max_weight_block = 1023
   return build_model(float_config), build_model(quant_config)
+
+
+# Folding BatchNorm only reorders float32 arithmetic.
+FOLDING_TOLERANCE = 1e-4
+
+
+def fold_model(model: Model, params: Any, check_inputs: np.ndarray
+               ) -> tuple[Model, Any]:
+  """``model`` with its BatchNorms folded (``layers.fold_batch_norms``).
+
+  Checks the folded model's logits on ``check_inputs`` (a few clips) against
+  the original's, so a fold that changed the function never reaches a file.
+
+  Raises:
+    ValueError: the logits differ by more than ``FOLDING_TOLERANCE``.
+  """
+  net, folded_params = fold_batch_norms(model.net, params)
+  if net is model.net:
+    return model, params
+  folded = dataclasses.replace(model, net=net)
+  inputs = jax.numpy.asarray(check_inputs)
+  diff = float(np.max(np.abs(np.asarray(folded.logits(folded_params, inputs)) -
+                             np.asarray(model.logits(params, inputs)))))
+  if not diff <= FOLDING_TOLERANCE:
+    raise ValueError(f'{model.name}: folding BatchNorm changed the logits by '
+                     f'{diff:.2e} (more than {FOLDING_TOLERANCE:g}); export '
+                     'refused.')
+  return folded, folded_params
 
 
 def _write(path: str, text: str) -> None:
@@ -207,6 +239,11 @@ def export_run(workdir: str, out_dir: str | None = None, *,
     summary = f.read()
   say = (lambda message: tqdm.write(message)) if progress else (lambda m: None)
 
+  # The graphs compute BatchNorm inside the layer before it; the parity
+  # check below compares them with the unfolded JAX model.
+  unfolded_model, unfolded_params = model, params
+  model, params = fold_model(unfolded_model, unfolded_params, inputs[:4])
+  quant_model = fold_model(quant_model, unfolded_params, inputs[:4])[0]
   for form in savedmodel.FORMS:
     savedmodel.save(form, model, params, os.path.join(out_dir, form))
     say(f'SavedModel {form}/')
@@ -242,9 +279,9 @@ def export_run(workdir: str, out_dir: str | None = None, *,
       say(f'{folder}: accuracy ' + ', '.join(
           f'{k} {v:.2f}%' for k, v in measured.items()))
 
-  jax_accuracy = _jax_accuracies(trained, params, dataset,
+  jax_accuracy = _jax_accuracies(trained, unfolded_params, dataset,
                                  config.train.batch_size, out_dir, layout)
-  parity = _streaming_parity(model, params, inputs[:8],
+  parity = _streaming_parity(unfolded_model, unfolded_params, inputs[:8],
                              os.path.join(out_dir, 'tflite_stream_state_'
                                           'external',
                                           'stream_state_external.tflite'))

@@ -172,6 +172,7 @@ class Sequential(base.Layer):
 
   def step(self, params: base.Params, state: base.State,
            frame: Array) -> tuple[base.State, Array]:
+    state = state or {}  # () from a parent that kept no state for the stack
     new_state = {}
     for layer in self.layers:
       layer_state = state.get(layer.name, ())
