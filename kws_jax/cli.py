@@ -70,6 +70,17 @@ def _config_path(argv: list[str]) -> str | None:
 FAST_CPU_FLAGS = '--xla_cpu_experimental_ynn_fusion_type=dot'
 
 
+def preferred_conv_implementation() -> str:
+  """'xla' when this process hands convolutions to YNNPACK, else 'im2col'.
+
+  What the training loop builds for ``model.conv_implementation='auto'``
+  (``build_model(auto_conv_implementation=...)``): lax convolutions are
+  about 3x faster under ``FAST_CPU_FLAGS``, im2col without them.
+  """
+  return ('xla' if 'ynn_fusion_type=dot' in os.environ.get('XLA_FLAGS', '')
+          else 'im2col')
+
+
 def configure_xla_cpu() -> None:
   """Adds ``FAST_CPU_FLAGS`` to ``XLA_FLAGS`` for the entry points.
 

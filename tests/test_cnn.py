@@ -274,3 +274,18 @@ def test_bad_configs_fail_when_built(overrides, data, fragments):
     build_model(config)
   for fragment in fragments:
     assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize('xla_flags', ['', '--xla_cpu_experimental_ynn_fusion_type=dot'])
+def test_building_a_model_reads_no_environment(xla_flags, monkeypatch):
+  monkeypatch.setenv('XLA_FLAGS', xla_flags)
+
+  def implementations(model):
+    return {layer.implementation for layer in model.body.layers
+            if hasattr(layer, 'implementation')}
+
+  assert implementations(build_model(make_config())) == {'im2col'}
+  assert implementations(build_model(
+      make_config(), auto_conv_implementation='xla')) == {'xla'}
+  assert implementations(build_model(
+      make_config(conv_implementation='xla'))) == {'xla'}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 
@@ -79,8 +80,13 @@ def label_count(config: ml_collections.ConfigDict) -> int:
   return len(wanted_words(config)) + (2 if config.data.split_data else 0)
 
 
-def build_model(config: ml_collections.ConfigDict) -> Model:
+def build_model(config: ml_collections.ConfigDict, *,
+                auto_conv_implementation: str = 'im2col') -> Model:
   """Builds ``config.model`` for the clips and frontend of ``config``.
+
+  ``auto_conv_implementation`` is what ``model.conv_implementation='auto'``
+  becomes ('im2col' or 'xla': the same math and parameters, different
+  speed); the model itself reads nothing from the environment.
 
   Raises:
     ValueError: for an unknown architecture or preprocessing, or a
@@ -93,6 +99,10 @@ def build_model(config: ml_collections.ConfigDict) -> Model:
   if preprocess not in PREPROCESSING:
     raise ValueError(f'model.preprocess is {preprocess!r}, expected one of '
                      f'{", ".join(PREPROCESSING)}.')
+  model_config = config.model
+  if model_config.get('conv_implementation') == 'auto':
+    model_config = copy.deepcopy(model_config)
+    model_config.conv_implementation = auto_conv_implementation
   frontend = frontend_from_config(config)
   labels = label_count(config)
   clip_samples = int(round(config.data.sample_rate *
@@ -105,7 +115,7 @@ def build_model(config: ml_collections.ConfigDict) -> Model:
         'one streaming step of the frontend consumes.')
   frames = frontend.output_length(clip_samples)
   try:
-    body = ARCHITECTURES[name](config.model, frames=frames,
+    body = ARCHITECTURES[name](model_config, frames=frames,
                                features=frontend.num_features,
                                label_count=labels)
   except ValueError as error:

@@ -10,8 +10,6 @@ Dropout, Dense layers and a linear classifier. The paper's defaults on
 
 from __future__ import annotations
 
-import os
-
 import ml_collections
 
 from kws_jax import layers
@@ -34,8 +32,9 @@ def default_config() -> ml_collections.ConfigDict:
       'act2': "'linear','relu'",
       'return_softmax': False,
       # Speed knobs (same parameters and math): see kws_jax.layers.conv.
-      # 'auto': 'xla' (lax.conv) when XLA:CPU runs convolutions with YNNPACK
-      # (kws_jax's command-line tools enable it), else 'im2col'.
+      # 'auto': what build_model's auto_conv_implementation says ('im2col'
+      # unless the caller chooses; the training loop picks 'xla' when XLA:CPU
+      # runs convolutions with YNNPACK, see kws_jax.cli).
       'conv_implementation': 'auto',
       'compute_dtype': 'float32',  # or 'bfloat16' matmul inputs
   })
@@ -118,11 +117,12 @@ def _dense_layers(config: ml_collections.ConfigDict) -> list[layers.Dense]:
 
 
 def conv_implementation(name: str) -> str:
-  """Resolves 'auto' to the faster Conv2D implementation for this process."""
-  if name != 'auto':
-    return name
-  fast_cpu = 'ynn_fusion_type=dot' in os.environ.get('XLA_FLAGS', '')
-  return 'xla' if fast_cpu else 'im2col'
+  """The Conv2D implementation of ``model.conv_implementation``.
+
+  ``build_model`` resolves 'auto' before the builders run; a builder called
+  directly reads 'auto' as 'im2col'. Models never read the environment.
+  """
+  return 'im2col' if name == 'auto' else name
 
 
 def _compute_dtype(name: str) -> str | None:

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from kws_jax import atomic
 from kws_jax import config as kws_config
 from kws_jax import data
+from kws_jax.cli import preferred_conv_implementation
 from kws_jax.models import Model, build_model, wanted_words
 from kws_jax.summary import model_summary
 from kws_jax.train import optim, parallel, plots, steps, workdir as run_files
@@ -221,7 +222,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   # Everything a config can get wrong fails here, before data and compiling.
   check_config(config)
-  model = build_model(config)
+  model = build_model(
+      config, auto_conv_implementation=preferred_conv_implementation())
   schedule = optim.learning_rate_schedule(config.schedule)
   optimizer = optim.make_optimizer(config.optimizer, schedule)
   num_steps = optim.total_steps(config.schedule)
