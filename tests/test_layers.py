@@ -464,11 +464,38 @@ def test_residual_contract(case, lookback):
 
 def test_residual_refuses_branches_that_do_not_add_up():
   with pytest.raises(ValueError, match='c1 has block_size 2 but c2 has 1; '
-                     'the branches of a sum must read and emit frames at one '
-                     'rate'):
+                     'branches must read and emit frames at one rate'):
     layers.Residual('res', layers.Conv2D('c1', 3, (3, 3), strides=(2, 1)),
                     layers.Conv2D('c2', 3, (1, 1)))
   residual = layers.Residual('res', layers.Conv2D('c1', 4, (3, 3)))
   with pytest.raises(ValueError, match=r'res: the branches emit frames of '
                      r'shapes c1 \(4, 4\), identity \(6, 3\)'):
     residual.output_shape((6, 3))
+
+
+@pytest.mark.parametrize('mode', ['concat', 'add'])
+def test_parallel_contract(mode):
+  conv = functools.partial(layers.Conv2D, feature_padding='same')
+  parallel = layers.Parallel('par', (
+      conv('c1', 4, (5, 3), dilation=(2, 1)),  # lookback 8
+      conv('c2', 4, (3, 1), time_padding='causal'),  # lookback 0
+      layers.Sequential('deep', (conv('c3', 4, (3, 3)),
+                                 layers.BatchNorm('bn')))), mode=mode)
+  assert parallel.lookback == 8
+  assert parallel.output_shape((6, 3)) == ((6, 12) if mode == 'concat'
+                                           else (6, 4))
+  params = parallel.init(jax.random.key(0), (6, 3))
+  params = jax.tree.map(lambda p: p + 0.1 * jnp.ones_like(p), params)
+  check_streaming_contract(parallel, params, _inputs((2, 20, 6, 3)))
+
+
+def test_parallel_refuses_branches_that_do_not_fit():
+  with pytest.raises(ValueError, match='par: has 1 branch'):
+    layers.Parallel('par', (layers.Conv2D('c1', 3, (3, 3)),))
+  with pytest.raises(ValueError, match="par: mode is 'stack'"):
+    layers.Parallel('par', (layers.Conv2D('c1', 3, (3, 3)),
+                            layers.Conv2D('c2', 3, (3, 3))), mode='stack')
+  parallel = layers.Parallel('par', (layers.Conv2D('c1', 3, (3, 3)),
+                                     layers.Conv2D('c2', 3, (3, 1))))
+  with pytest.raises(ValueError, match='differ only in the last axis'):
+    parallel.output_shape((6, 3))

@@ -2,7 +2,7 @@
 
 from kws_jax.layers.activations import get_activation
 from kws_jax.layers.base import Layer, count_params, scan_steps
-from kws_jax.layers.combinators import Residual
+from kws_jax.layers.combinators import Parallel, Residual
 from kws_jax.layers.conv import Conv2D, DepthwiseConv2D
 from kws_jax.layers.core import (
     Activation, Dense, Dropout, ExpandDims, FeaturePool, Flatten)
@@ -14,6 +14,6 @@ from kws_jax.layers.window import TimeWindow
 
 __all__ = [
     'Activation', 'BatchNorm', 'Conv2D', 'DepthwiseConv2D', 'Dense', 'Dropout', 'ExpandDims', 'FeaturePool',
-    'Flatten', 'GRU', 'LSTM', 'LastFrames', 'Layer', 'Pool2D', 'Residual', 'Sequential', 'TimeWindow', 'count_params',
+    'Flatten', 'GRU', 'LSTM', 'LastFrames', 'Layer', 'Parallel', 'Pool2D', 'Residual', 'Sequential', 'TimeWindow', 'count_params',
     'get_activation', 'scan_steps',
 ]
