@@ -16,10 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from kws_jax.layers import count_params
+from kws_jax.layers import Sequential
 from kws_jax.layers.base import trainable_mask
+from kws_jax.layers.combinators import _Branches
 from kws_jax.models import Model
 
-_RULE_WIDTH = 72
+_RULE_WIDTH = 80
+_NAME_WIDTH = 44
 
 
 def model_summary(model: Model, batch_size: int = 1) -> str:
@@ -28,11 +31,8 @@ def model_summary(model: Model, batch_size: int = 1) -> str:
   rows = [('input', _shape(model.clip_length, model.input_shape), 0)]
   for layer, in_shape, length in model.net.shapes(model.input_shape,
                                                   model.clip_length):
-    out_length = layer.output_length(length)
-    out_shape = layer.output_shape(in_shape)
-    rows.append((f'{layer.name} ({type(layer).__name__})',
-                 _shape(out_length, out_shape),
-                 count_params(params.get(layer.name, {}))))
+    rows += _layer_rows(layer, in_shape, length, params.get(layer.name, {}),
+                        depth=0)
   total = count_params(params)
   mask = trainable_mask(params)
   trainable = sum(int(np.prod(leaf.shape)) for leaf, keep in zip(
@@ -40,14 +40,36 @@ def model_summary(model: Model, batch_size: int = 1) -> str:
 
   lines = [f'Model: {model.name} (preprocess={model.preprocess!r}, '
            f'{model.label_count} labels)', '=' * _RULE_WIDTH,
-           f'{"Layer (type)":<34}{"Output shape":<26}{"Params":>12}',
+           f'{"Layer (type)":<{_NAME_WIDTH}}{"Output shape":<24}{"Params":>12}',
            '=' * _RULE_WIDTH]
-  lines += [f'{name:<34}{shape:<26}{count:>12,}' for name, shape, count in rows]
+  lines += [f'{name:<{_NAME_WIDTH}}{shape:<24}{count:>12,}' for name, shape, count in rows]
   lines += ['=' * _RULE_WIDTH, f'Total params: {total:,}',
             f'Trainable params: {trainable:,}',
             f'Non-trainable params: {total - trainable:,}', '']
   lines += _streaming_lines(model, batch_size)
   return '\n'.join(lines) + '\n'
+
+
+def _layer_rows(layer, in_shape, length: int, params, depth: int
+                ) -> list[tuple[str, str, int]]:
+  """The layer's row, then (indented) those of the layers it is made of.
+
+  Stacks and branch combinators list their children; other composite
+  layers show one row.
+  """
+  rows = [(f'{"  " * depth}{layer.name} ({type(layer).__name__})',
+           _shape(layer.output_length(length), layer.output_shape(in_shape)),
+           count_params(params))]
+  if isinstance(layer, Sequential):
+    children = layer.shapes(in_shape, length)
+  elif isinstance(layer, _Branches):
+    children = [(child, in_shape, length) for child in layer.children()]
+  else:
+    children = []
+  for child, child_shape, child_length in children:
+    rows += _layer_rows(child, child_shape, child_length,
+                        params.get(child.name, {}), depth + 1)
+  return rows
 
 
 def step_macs(model: Model) -> dict[str, int]:
@@ -74,7 +96,7 @@ def _streaming_lines(model: Model, batch_size: int) -> list[str]:
        if math.isfinite(model.receptive_field) else
        f'Receptive field unbounded (recurrent state); at step '
        f'{model.lookback + 1} the logits are those of the first clip.'),
-      f'{"State":<34}{"Shape":<26}{"Elements":>12}',
+      f'{"State":<{_NAME_WIDTH}}{"Shape":<24}{"Elements":>12}',
       '-' * _RULE_WIDTH,
   ]
   total, count = 0, 0
@@ -84,7 +106,8 @@ def _streaming_lines(model: Model, batch_size: int) -> list[str]:
       name = '/'.join([layer_name] + [str(getattr(k, 'key', k)) for k in path])
       size = math.prod(leaf.shape)
       total, count = total + size, count + 1
-      lines.append(f'{name:<34}{str(tuple(leaf.shape)):<26}{size:>12,}')
+      lines.append(f'{name:<{_NAME_WIDTH}}{str(tuple(leaf.shape)):<24}'
+                   f'{size:>12,}')
   nbytes = sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize
                for x in jax.tree.leaves(state))
   macs = step_macs(model)

@@ -7,8 +7,10 @@ import sys
 import pytest
 
 from experiments.configs import cnn as cnn_config
-from kws_jax.models import build_model
-from kws_jax.summary import step_macs
+from kws_jax import layers
+from kws_jax.frontend import MfccFrontend
+from kws_jax.models import Model, build_model
+from kws_jax.summary import model_summary, step_macs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +58,7 @@ def test_raw_audio_model_steps_320_samples():
   assert result.returncode == 0, result.stderr
   assert 'Total params: 606,732' in result.stdout
   assert 'a step takes (1, 320) (20 ms)' in result.stdout
-  assert 'frontend                          (1, 320)' in result.stdout
+  assert f'{"frontend":<44}(1, 320)' in result.stdout
   # The FFT's 1024/2 log2(1024) butterflies of 4 MACs, a 446 x 40 mel matrix
   # (bins 20-7000 Hz) and a 40 x 20 DCT.
   frontend_macs = 2 * 1024 * 10 + 446 * 40 + 40 * 20
@@ -77,3 +79,20 @@ def test_bad_flags_fail_with_one_line(flag, message):
   assert result.returncode != 0
   assert message in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+def test_summary_lists_the_layers_inside_residual_blocks():
+  block = layers.Residual('block', layers.Sequential('body', (
+      layers.Conv2D('inner', 2, (3, 1), time_padding='causal'),
+      layers.BatchNorm('inner_norm'))))
+  net = layers.Sequential('net', (
+      layers.ExpandDims(), layers.Conv2D('conv', 2, (1, 20)), block,
+      layers.Flatten('flatten', window=5), layers.Dense('logits', 3)))
+  model = Model(name='tiny', net=net, input_shape=(20,), clip_length=5,
+                label_count=3, frontend=MfccFrontend())
+  lines = model_summary(model).splitlines()
+  rows = [line.split('(')[0] for line in lines if line.startswith(' ')]
+  assert [row.rstrip() for row in rows] == [
+      '  body', '    inner', '    inner_norm']
+  assert any(line.startswith('block (Residual)') and line.endswith(' 22')
+             for line in lines)  # inner 3*2*2+2, inner_norm 4*2
