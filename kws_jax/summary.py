@@ -83,6 +83,9 @@ def step_macs(model: Model) -> dict[str, int]:
 
 
 def _streaming_lines(model: Model, batch_size: int) -> list[str]:
+  if not model.supports_step:
+    return ['Streaming: none (a layer needs the whole clip); the export '
+            'writes the non-streaming forms only.']
   state = jax.eval_shape(lambda: model.init_state(batch_size))
   block = (batch_size, model.block_size, *model.input_shape)
   frontend = model.frontend

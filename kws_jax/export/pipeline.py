@@ -244,7 +244,13 @@ def export_run(workdir: str, out_dir: str | None = None, *,
   unfolded_model, unfolded_params = model, params
   model, params = fold_model(unfolded_model, unfolded_params, inputs[:4])
   quant_model = fold_model(quant_model, unfolded_params, inputs[:4])[0]
-  for form in savedmodel.FORMS:
+  # A model that cannot stream (supports_step False) gets its
+  # non-streaming forms only.
+  exported_forms = [form for form in savedmodel.FORMS
+                    if model.supports_step or form == 'non_stream']
+  if not model.supports_step:
+    say(f'{model.name} cannot stream: exporting its non-streaming forms only')
+  for form in exported_forms:
     savedmodel.save(form, model, params, os.path.join(out_dir, form))
     say(f'SavedModel {form}/')
 
@@ -252,9 +258,11 @@ def export_run(workdir: str, out_dir: str | None = None, *,
   with tempfile.TemporaryDirectory() as quant_dir, _AccuracyPool(
       inputs, labels, model.block_size, quant_dir, workers) as pool:
     for form in ('non_stream', 'stream_state_external'):
-      savedmodel.save(form, quant_model, params, os.path.join(quant_dir, form))
+      if form in exported_forms:
+        savedmodel.save(form, quant_model, params,
+                        os.path.join(quant_dir, form))
     for folder, (filename, form, quantization) in TFLITE_MODELS.items():
-      if quantization == 'int8' and not int8:
+      if (quantization == 'int8' and not int8) or form not in exported_forms:
         continue
       source = os.path.join(out_dir if quantization == 'float' else quant_dir,
                             form)
@@ -281,16 +289,19 @@ def export_run(workdir: str, out_dir: str | None = None, *,
 
   jax_accuracy = _jax_accuracies(trained, unfolded_params, dataset,
                                  config.train.batch_size, out_dir, layout)
-  parity = _streaming_parity(unfolded_model, unfolded_params, inputs[:8],
-                             os.path.join(out_dir, 'tflite_stream_state_'
-                                          'external',
-                                          'stream_state_external.tflite'))
+  parity = None
+  if model.supports_step:
+    parity = _streaming_parity(unfolded_model, unfolded_params, inputs[:8],
+                               os.path.join(out_dir, 'tflite_stream_state_'
+                                            'external',
+                                            'stream_state_external.tflite'))
   manifest = _manifest(config, model, label_names, results, jax_accuracy,
                        parity, len(labels), _operating_point(workdir))
   _write(os.path.join(out_dir, 'manifest.json'),
          json.dumps(manifest, indent=2) + '\n')
-  say(f'exported to {out_dir} in {time.time() - started:.0f} s; float '
-      f'streaming TFLite vs JAX step: max |logit diff| {parity:.1e}')
+  say(f'exported to {out_dir} in {time.time() - started:.0f} s' + (
+      '' if parity is None else
+      f'; float streaming TFLite vs JAX step: max |logit diff| {parity:.1e}'))
   return manifest
 
 
@@ -389,15 +400,14 @@ class _AccuracyPool:
 def _jax_accuracies(model: Model, params: Any, dataset: data.SpeechCommands,
                     batch_size: int, out_dir: str,
                     layout: dict[str, Any]) -> dict[str, float]:
-  measured = {
-      'non_stream': evaluate.non_streaming_accuracy(
-          model, params, dataset, batch_size=batch_size, layout=layout),
-      'stream_reset1': evaluate.streaming_accuracy(
-          model, params, dataset, batch_size=batch_size, layout=layout),
-      'stream_reset0': evaluate.streaming_accuracy(
-          model, params, dataset, batch_size=batch_size, reset=False,
-          layout=layout),
-  }
+  measured = {'non_stream': evaluate.non_streaming_accuracy(
+      model, params, dataset, batch_size=batch_size, layout=layout)}
+  if model.supports_step:
+    measured['stream_reset1'] = evaluate.streaming_accuracy(
+        model, params, dataset, batch_size=batch_size, layout=layout)
+    measured['stream_reset0'] = evaluate.streaming_accuracy(
+        model, params, dataset, batch_size=batch_size, reset=False,
+        layout=layout)
   files = {'non_stream': 'non_stream_model_accuracy.txt',
            'stream_reset1': 'stream_model_accuracy_reset1.txt',
            'stream_reset0': 'stream_model_accuracy_reset0.txt'}
@@ -463,10 +473,23 @@ def _detection(point: dict[str, Any] | None) -> dict[str, Any]:
 
 def _manifest(config, model: Model, labels: list[str],
               results: dict[str, Any], jax_accuracy: dict[str, float],
-              parity: float, clips: int,
+              parity: float | None, clips: int,
               operating_point: dict[str, Any] | None = None) -> dict[str, Any]:
-  states = [dict(s.as_dict(), signature_name=savedmodel.state_key(s))
-            for s in forms.state_specs(model)]
+  stream = None
+  if model.supports_step:
+    stream = {
+        'signature': 'serving_default',
+        'input': forms.streaming_input(model).as_dict(),
+        'outputs': [{'name': 'logits', 'shape': [1, model.label_count],
+                     'dtype': 'float32'}],
+        'states': [dict(s.as_dict(), signature_name=savedmodel.state_key(s))
+                   for s in forms.state_specs(model)],
+        'state_order': 'layer order; external-state models take and '
+                       'return every state under its signature_name, '
+                       'internal-state models keep them in variables and '
+                       "zero them with the 'reset' signature",
+        'warmup_steps': model.lookback,
+    }
   frontend = dataclasses.asdict(model.frontend)
   return {
       'format': MANIFEST_FORMAT,
@@ -483,18 +506,7 @@ def _manifest(config, model: Model, labels: list[str],
           'inputs': [forms.non_streaming_input(model).as_dict()],
           'outputs': [{'name': 'logits', 'shape': [1, model.label_count],
                        'dtype': 'float32'}]},
-      'stream': {
-          'signature': 'serving_default',
-          'input': forms.streaming_input(model).as_dict(),
-          'outputs': [{'name': 'logits', 'shape': [1, model.label_count],
-                       'dtype': 'float32'}],
-          'states': states,
-          'state_order': 'layer order; external-state models take and '
-                         'return every state under its signature_name, '
-                         'internal-state models keep them in variables and '
-                         "zero them with the 'reset' signature",
-          'warmup_steps': model.lookback,
-      },
+      'stream': stream,  # None: the model cannot stream
       'tflite': results,
       'accuracy_test_split': {'clips': clips, 'jax': jax_accuracy},
       'streaming_parity_max_abs_logit_diff': parity,
