@@ -1,8 +1,11 @@
 """Checks every model of the zoo runs: Keras equivalence and a tiny export."""
 
+import os
+
 import jax.numpy as jnp
 import numpy as np
 
+from kws_jax.layers import scan_steps
 from kws_jax.models import params_from_keras
 from kws_jax.train import train_and_evaluate
 from test_train import tiny_config
@@ -29,19 +32,44 @@ def assert_logits_match_keras(model, keras_model, seed: int = 0,
 def train_and_export_tiny(data_dir: str, workdir: str, model_config) -> dict:
   """Trains ``model_config`` for 6 steps on the tiny data and exports it.
 
-  Asserts what every model's export must give: float streaming TFLite equal
-  to the JAX step, builtin ops only, and the float TFLite accuracy equal to
-  JAX's. Returns the manifest.
+  Asserts what every model's export must give: float streaming TFLite
+  (external and internal state) equal to the JAX step, builtin ops only,
+  and the float TFLite accuracies equal to JAX's. Returns the manifest.
   """
   from kws_jax.export import export_run  # pylint: disable=g-import-not-at-top
   config = tiny_config(data_dir)
   config.model = model_config
   assert train_and_evaluate(config, workdir, progress=False)['steps'] == 6
-  manifest = export_run(workdir, progress=False, workers=1)
+  # The float forms and int8 non-streaming (test_export covers the rest).
+  manifest = export_run(workdir, progress=False, workers=1, folders=(
+      'tflite_non_stream', 'tflite_stream_state_external',
+      'tflite_stream_state_internal', 'quantize_int8_tflite_non_stream'))
   assert manifest['streaming_parity_max_abs_logit_diff'] <= 1e-4
   tflite = manifest['tflite']
   assert not any(op.startswith('Flex') or op == 'CUSTOM'
                  for result in tflite.values() for op in result['ops'])
+  jax_accuracy = manifest['accuracy_test_split']['jax']
   assert abs(tflite['tflite_non_stream']['accuracy']['non_stream'] -
-             manifest['accuracy_test_split']['jax']['non_stream']) < 1e-6
+             jax_accuracy['non_stream']) < 1e-6
+  for form in ('tflite_stream_state_external', 'tflite_stream_state_internal'):
+    # Ten clips: a near tie of an untrained model may flip one.
+    assert abs(tflite[form]['accuracy']['reset1'] -
+               jax_accuracy['stream_reset1']) <= 10, form
+  _assert_internal_state_equals_the_jax_step(workdir)
   return manifest
+
+
+def _assert_internal_state_equals_the_jax_step(workdir: str) -> None:
+  """The internal-state TFLite stream of one clip equals the JAX step."""
+  from kws_jax.export.runtime import TfliteStreaming  # pylint: disable=g-import-not-at-top
+  from kws_jax.train import load_run  # pylint: disable=g-import-not-at-top
+  _, model, params = load_run(workdir)
+  internal = TfliteStreaming(os.path.join(
+      workdir, 'tflite_stream_state_internal', 'stream_state_internal.tflite'))
+  assert internal.internal
+  inputs = np.random.default_rng(0).normal(
+      0, 0.1, (1, model.clip_length, *model.input_shape)).astype(np.float32)
+  _, expected = scan_steps(model, params, jnp.asarray(inputs))
+  blocks = inputs.reshape(-1, model.block_size, *model.input_shape)
+  got = np.stack([internal(block[None]) for block in blocks])
+  np.testing.assert_allclose(got.reshape(expected.shape), expected, atol=1e-4)

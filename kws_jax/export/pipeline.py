@@ -41,6 +41,7 @@ import multiprocessing
 import os
 import tempfile
 import time
+from collections.abc import Collection
 from typing import Any
 
 import jax
@@ -202,11 +203,14 @@ def convert_form(form: str, quantization: str, source: str, model: Model,
 
 def export_run(workdir: str, out_dir: str | None = None, *,
                int8: bool = True, progress: bool = True,
-               workers: int | None = None) -> dict[str, Any]:
+               workers: int | None = None,
+               folders: Collection[str] | None = None) -> dict[str, Any]:
   """Exports the best checkpoint of ``workdir`` in every form; see module doc.
 
   ``workers``: processes that measure the TFLite models' accuracy while the
-  next one converts (default: one per core).
+  next one converts (default: one per core). ``folders``: the
+  ``TFLITE_MODELS`` to write (default: all; ``int8=False`` drops the int8
+  ones).
 
   Returns the manifest (also written to ``out_dir/manifest.json``).
 
@@ -215,6 +219,10 @@ def export_run(workdir: str, out_dir: str | None = None, *,
     tflite.ExportError: a form cannot be converted with TFLite builtin ops.
   """
   started = time.time()
+  unknown = sorted(set(folders or ()) - set(TFLITE_MODELS))
+  if unknown:
+    raise ValueError(f'folders: {", ".join(unknown)} are not TFLite forms; '
+                     f'expected some of {", ".join(TFLITE_MODELS)}.')
   out_dir = atomic.check_writable_directory(out_dir or workdir, '--out')
   for directory in [out_dir] + [entry.path for entry in os.scandir(out_dir)
                                 if entry.is_dir()]:
@@ -262,7 +270,8 @@ def export_run(workdir: str, out_dir: str | None = None, *,
         savedmodel.save(form, quant_model, params,
                         os.path.join(quant_dir, form))
     for folder, (filename, form, quantization) in TFLITE_MODELS.items():
-      if (quantization == 'int8' and not int8) or form not in exported_forms:
+      if ((quantization == 'int8' and not int8) or form not in exported_forms
+          or (folders is not None and folder not in folders)):
         continue
       source = os.path.join(out_dir if quantization == 'float' else quant_dir,
                             form)
@@ -290,7 +299,7 @@ def export_run(workdir: str, out_dir: str | None = None, *,
   jax_accuracy = _jax_accuracies(trained, unfolded_params, dataset,
                                  config.train.batch_size, out_dir, layout)
   parity = None
-  if model.supports_step:
+  if model.supports_step and 'tflite_stream_state_external' in results:
     parity = _streaming_parity(unfolded_model, unfolded_params, inputs[:8],
                                os.path.join(out_dir, 'tflite_stream_state_'
                                             'external',
