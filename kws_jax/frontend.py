@@ -155,6 +155,10 @@ class MfccFrontend(base.Layer):
     return TimeWindow(self.window_samples, self.stride_samples, self.padding)
 
   @property
+  def pads_past(self) -> bool:
+    return self.window.left_pad > 0
+
+  @property
   def lookback(self) -> int:
     return self.window.lookback
 

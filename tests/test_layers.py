@@ -499,3 +499,17 @@ def test_parallel_refuses_branches_that_do_not_fit():
                                      layers.Conv2D('c2', 3, (3, 1))))
   with pytest.raises(ValueError, match='differ only in the last axis'):
     parallel.output_shape((6, 3))
+
+
+def test_a_stack_refuses_zero_padding_after_warm_up_frames():
+  valid = layers.Conv2D('valid', 2, (3, 1))
+  causal = layers.Conv2D('causal', 2, (3, 1), time_padding='causal')
+  with pytest.raises(ValueError, match='causal pads its past with zeros .* '
+                     'the layers before it emit 2 warm-up frames'):
+    layers.Sequential('net', (valid, causal))
+  with pytest.raises(ValueError, match='pads its past with zeros'):
+    layers.Sequential('net', (valid, layers.Residual(
+        'block', layers.Sequential('body', (causal,)))))
+  # Causal first, then valid: both forms agree.
+  stack = layers.Sequential('net', (causal, valid))
+  assert stack.lookback == 2 and stack.pads_past

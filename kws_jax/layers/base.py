@@ -91,6 +91,16 @@ class Layer(abc.ABC):
     """Whether the streaming form exists."""
     return True
 
+  @property
+  def pads_past(self) -> bool:
+    """Whether the full-window form reads zeros before its first input frame.
+
+    True for causal and semicausal time padding (and layers holding such a
+    layer). Its stream reads whatever came before instead, so a stack
+    refuses it after layers that emit warm-up frames (``Sequential``).
+    """
+    return any(child.pads_past for child in self.children())
+
   def output_length(self, length: int) -> int:
     """Frames of ``apply``'s output for ``length`` input frames.
 

@@ -66,6 +66,10 @@ class _WindowConv(base.Layer):
     return TimeWindow(self.span, self.strides[0], self.time_padding)
 
   @property
+  def pads_past(self) -> bool:
+    return self.window.left_pad > 0
+
+  @property
   def _feature_span(self) -> int:
     return self.dilation[1] * (self.kernel_size[1] - 1) + 1
 

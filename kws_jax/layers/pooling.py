@@ -59,6 +59,10 @@ class Pool2D(base.Layer):
     return TimeWindow(self.pool_size[0], self._strides[0], self.time_padding)
 
   @property
+  def pads_past(self) -> bool:
+    return self.window.left_pad > 0
+
+  @property
   def block_size(self) -> int:
     return self._strides[0]
 

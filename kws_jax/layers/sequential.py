@@ -67,6 +67,14 @@ class Sequential(base.Layer):
             'number, so the stack cannot stream. Change the strides before '
             'it.')
       block = math.lcm(block, int(need))
+      if warmup and layer.pads_past:
+        raise ValueError(
+            f'{self.name}: {layer.name} pads its past with zeros (causal or '
+            f'semicausal time padding), but the layers before it emit '
+            f'{warmup} warm-up frames, which its stream would read instead. '
+            'Use causal or semicausal padding before it too (for the MFCC '
+            "frontend, frontend.padding='semicausal'), or valid padding in "
+            f'{layer.name}.')
       if warmup % layer.block_size:
         raise ValueError(
             f'{self.name}: the layers before {layer.name} leave {warmup} '
