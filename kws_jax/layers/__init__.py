@@ -8,6 +8,7 @@ from kws_jax.layers.core import (
     Activation, Dense, Dropout, ExpandDims, FeaturePool, Flatten)
 from kws_jax.layers.normalization import BatchNorm
 from kws_jax.layers.pooling import Pool2D
+from kws_jax.layers.reshape import FrameReshape
 from kws_jax.layers.recurrent import GRU, LSTM, LastFrames
 from kws_jax.layers.sequential import Sequential
 from kws_jax.layers.window import TimeWindow
@@ -16,4 +17,5 @@ __all__ = [
     'Activation', 'BatchNorm', 'Conv2D', 'DepthwiseConv2D', 'Dense', 'Dropout', 'ExpandDims', 'FeaturePool',
     'Flatten', 'GRU', 'LSTM', 'LastFrames', 'Layer', 'Parallel', 'Pool2D', 'Residual', 'Sequential', 'TimeWindow', 'count_params',
     'get_activation', 'scan_steps',
+    'FrameReshape',
 ]

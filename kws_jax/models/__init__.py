@@ -11,6 +11,7 @@ import ml_collections
 from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import Layer, Sequential
 from kws_jax.models import cnn, crnn, dnn, ds_cnn, gru, lstm
+from kws_jax.models import ds_tc_resnet
 from kws_jax.models.keras_weights import params_from_keras
 from kws_jax.models.model import Model
 from kws_jax.models.parse import parse_list
@@ -26,6 +27,7 @@ ARCHITECTURES: dict[str, Callable[..., tuple[Layer, ...]]] = {
     'crnn': crnn.crnn,
     'dnn': dnn.dnn,
     'ds_cnn': ds_cnn.ds_cnn,
+    'ds_tc_resnet': ds_tc_resnet.ds_tc_resnet,
     'gru': gru.gru,
     'lstm': lstm.lstm,
 }
