@@ -2,6 +2,7 @@
 
 from kws_jax.layers.activations import get_activation
 from kws_jax.layers.base import Layer, count_params, scan_steps
+from kws_jax.layers.broadcast import BroadcastResidual, FeatureMean, SpatialDropout
 from kws_jax.layers.combinators import Parallel, Residual
 from kws_jax.layers.conv import Conv2D, DepthwiseConv2D
 from kws_jax.layers.core import (
@@ -11,6 +12,7 @@ from kws_jax.layers.pooling import Pool2D
 from kws_jax.layers.reshape import FrameReshape
 from kws_jax.layers.recurrent import GRU, LSTM, LastFrames
 from kws_jax.layers.sequential import Sequential
+from kws_jax.layers.subspectral import SubSpectralNorm
 from kws_jax.layers.window import TimeWindow
 
 __all__ = [
@@ -18,4 +20,5 @@ __all__ = [
     'Flatten', 'GRU', 'LSTM', 'LastFrames', 'Layer', 'Parallel', 'Pool2D', 'Residual', 'Sequential', 'TimeWindow', 'count_params',
     'get_activation', 'scan_steps',
     'FrameReshape',
+    'BroadcastResidual', 'FeatureMean', 'SpatialDropout', 'SubSpectralNorm',
 ]

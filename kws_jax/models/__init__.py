@@ -12,6 +12,7 @@ from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import Layer, Sequential
 from kws_jax.models import cnn, crnn, dnn, ds_cnn, gru, lstm
 from kws_jax.models import ds_tc_resnet
+from kws_jax.models import bc_resnet
 from kws_jax.models.keras_weights import params_from_keras
 from kws_jax.models.model import Model
 from kws_jax.models.parse import parse_list
@@ -23,6 +24,7 @@ __all__ = ['ARCHITECTURES', 'FRONTENDS', 'Model', 'build_model',
 
 # Architecture name -> builder of its layers on features [batch, frames, F].
 ARCHITECTURES: dict[str, Callable[..., tuple[Layer, ...]]] = {
+    'bc_resnet': bc_resnet.bc_resnet,
     'cnn': cnn.cnn,
     'crnn': crnn.crnn,
     'dnn': dnn.dnn,
