@@ -13,12 +13,14 @@ from kws_jax.layers.reshape import FrameReshape
 from kws_jax.layers.recurrent import GRU, LSTM, LastFrames
 from kws_jax.layers.sequential import Sequential
 from kws_jax.layers.subspectral import SubSpectralNorm
+from kws_jax.layers.svdf import Svdf
 from kws_jax.layers.window import TimeWindow
 
 __all__ = [
     'Activation', 'BatchNorm', 'Conv2D', 'DepthwiseConv2D', 'Dense', 'Dropout', 'ExpandDims', 'FeaturePool',
     'Flatten', 'GRU', 'LSTM', 'LastFrames', 'Layer', 'Parallel', 'Pool2D', 'Residual', 'Sequential', 'TimeWindow', 'count_params',
     'get_activation', 'scan_steps',
+    'Svdf',
     'FrameReshape',
     'BroadcastResidual', 'FeatureMean', 'SpatialDropout', 'SubSpectralNorm',
 ]

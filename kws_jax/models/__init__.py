@@ -13,6 +13,7 @@ from kws_jax.layers import Layer, Sequential
 from kws_jax.models import cnn, crnn, dnn, ds_cnn, gru, lstm
 from kws_jax.models import ds_tc_resnet
 from kws_jax.models import bc_resnet
+from kws_jax.models import svdf, svdf_resnet
 from kws_jax.models.keras_weights import params_from_keras
 from kws_jax.models.model import Model
 from kws_jax.models.parse import parse_list
@@ -32,6 +33,8 @@ ARCHITECTURES: dict[str, Callable[..., tuple[Layer, ...]]] = {
     'ds_tc_resnet': ds_tc_resnet.ds_tc_resnet,
     'gru': gru.gru,
     'lstm': lstm.lstm,
+    'svdf': svdf.svdf,
+    'svdf_resnet': svdf_resnet.svdf_resnet,
 }
 
 PREPROCESSING = ('raw', 'mfcc')
