@@ -88,11 +88,10 @@ def _streaming_lines(model: Model, batch_size: int) -> list[str]:
             'writes the non-streaming forms only.']
   state = jax.eval_shape(lambda: model.init_state(batch_size))
   block = (batch_size, model.block_size, *model.input_shape)
-  frontend = model.frontend
   unit = 'samples' if model.preprocess == 'raw' else 'frames'
   lines = [
       f'Streaming: a step takes {block} '
-      f'({frontend.window_stride_ms:g} ms) and returns logits '
+      f'({model.step_ms:g} ms) and returns logits '
       f'{(batch_size, 1, model.label_count)}.',
       (f'Receptive field {model.receptive_field} input {unit}; the first '
        f'{model.lookback} steps warm up the state.'

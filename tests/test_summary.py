@@ -1,5 +1,6 @@
 """The summary CLI prints the model table and explains bad configs."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -96,3 +97,10 @@ def test_summary_lists_the_layers_inside_residual_blocks():
       '  body', '    inner', '    inner_norm']
   assert any(line.startswith('block (Residual)') and line.endswith(' 22')
              for line in lines)  # inner 3*2*2+2, inner_norm 4*2
+
+
+def test_a_step_of_several_frames_says_its_duration():
+  config = importlib.import_module('experiments.configs.svdf_resnet').get_config()
+  model = build_model(config)
+  assert (model.block_size, model.step_ms) == (1280, 80.0)
+  assert 'a step takes (1, 1280) (80 ms)' in model_summary(model)

@@ -509,7 +509,7 @@ def _manifest(config, model: Model, labels: list[str],
       'sample_rate': model.frontend.sample_rate,
       **{key: value for key, value in kws_config.clip_layout(config).items()
          if key != 'sample_rate'},
-      'step_ms': model.frontend.window_stride_ms,
+      'step_ms': model.step_ms,
       'non_stream': {
           'signature': 'serving_default',
           'inputs': [forms.non_streaming_input(model).as_dict()],

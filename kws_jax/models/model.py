@@ -80,6 +80,13 @@ class Model(base.Layer):
     return Sequential(self.name, self.net.layers[1:])
 
   @property
+  def step_ms(self) -> float:
+    """Milliseconds of audio one streaming step takes (one block)."""
+    if self.preprocess == 'raw':
+      return 1000.0 * self.block_size / self.frontend.sample_rate
+    return self.block_size * self.frontend.window_stride_ms
+
+  @property
   def receptive_field(self) -> int | float:
     """Input frames (samples for audio) that one output frame depends on."""
     return self.net.receptive_field
