@@ -26,7 +26,10 @@ class _Recurrent(base.Layer):
   the first frame. Streaming carries the state; a step of ``n`` frames
   returns their ``n`` outputs, so the stream equals the full window frame
   for frame (``lookback == 0``) and the receptive field is unbounded.
-  Subclasses define the params, the state and the cell.
+  After layers that emit warm-up frames the state also takes those in (as
+  kws_streaming's streaming cells do), so the stream equals the full window
+  once the state has forgotten them, not exactly. Subclasses define the
+  params, the state and the cell.
   """
 
   name: str
