@@ -7,7 +7,9 @@ For each model of ``experiments/configs/<model>.py`` (the paper's settings,
 raw audio in): trains ``--steps`` steps on the synthetic data (batch 50, one
 learning rate, no SpecAugment), exports every form, and measures:
 
-* parameters and multiply-accumulates per 20 ms streaming step;
+* parameters, the audio one streaming step takes (20 ms for most, 10 ms
+  for the models on 10 ms frames, 80 ms for svdf_resnet's 4-frame blocks) and
+  the multiply-accumulates of one step;
 * TFLite sizes (float and int8 streaming, external state);
 * streaming latency per step on 1 thread: the float and int8 TFLite models
   under LiteRT, and the jitted JAX step (median over 200 steps);
@@ -90,7 +92,8 @@ def jax_step_ms(model, params) -> float:
 
 
 def train_examples_per_s(config) -> float:
-  model = build_model(config)
+  model = build_model(
+      config, auto_conv_implementation=cli.preferred_conv_implementation())
   schedule = optim.learning_rate_schedule(config.schedule)
   optimizer = optim.make_optimizer(config.optimizer, schedule)
   state = steps.init_state(model, optimizer, 0)
@@ -111,6 +114,25 @@ def train_examples_per_s(config) -> float:
   return BATCH * repeats / (time.perf_counter() - start)
 
 
+def speeds(name: str, args) -> dict:
+  """Latencies and training throughput of the trained, exported ``name``."""
+  config = config_for(name, args.data, args.steps, args.wanted_words)
+  workdir = os.path.join(args.out, name)
+  model = build_model(
+      config, auto_conv_implementation=cli.preferred_conv_implementation())
+  _, _, params = load_run(workdir)
+  external = os.path.join(workdir, 'tflite_stream_state_external',
+                          'stream_state_external.tflite')
+  int8 = os.path.join(workdir, 'quantize_int8_tflite_stream_state_external',
+                      'stream_state_external.tflite')
+  return {
+      'latency_ms_tflite_float': tflite_latency_ms(external, model.block_size),
+      'latency_ms_tflite_int8': tflite_latency_ms(int8, model.block_size),
+      'latency_ms_jax_step': jax_step_ms(model, params),
+      'train_examples_per_s': train_examples_per_s(config),
+  }
+
+
 def measure(name: str, args) -> dict:
   config = config_for(name, args.data, args.steps, args.wanted_words)
   workdir = os.path.join(args.out, name)
@@ -119,20 +141,14 @@ def measure(name: str, args) -> dict:
   model = build_model(config)
   _, _, params = load_run(workdir)
   files = manifest['tflite']
-  external = os.path.join(workdir, 'tflite_stream_state_external',
-                          'stream_state_external.tflite')
-  int8 = os.path.join(workdir, 'quantize_int8_tflite_stream_state_external',
-                      'stream_state_external.tflite')
   return {
       'params': int(sum(np.prod(p.shape) for p in jax.tree.leaves(params))),
       'macs_per_step': int(model.net.step_macs(())),
       'tflite_bytes_float': files['tflite_stream_state_external']['bytes'],
       'tflite_bytes_int8': files[
           'quantize_int8_tflite_stream_state_external']['bytes'],
-      'latency_ms_tflite_float': tflite_latency_ms(external, model.block_size),
-      'latency_ms_tflite_int8': tflite_latency_ms(int8, model.block_size),
-      'latency_ms_jax_step': jax_step_ms(model, params),
-      'train_examples_per_s': train_examples_per_s(config),
+      **speeds(name, args),
+      'step_ms': model.step_ms,
       'test_accuracy': 100 * result['test_accuracy'],
       'test_accuracy_int8_tflite': files[
           'quantize_int8_tflite_non_stream']['accuracy']['non_stream'],
@@ -141,12 +157,13 @@ def measure(name: str, args) -> dict:
 
 
 def table(results: dict) -> str:
-  lines = ['| model | params | MACs/step | TFLite float / int8 | latency/step '
-           'float / int8 / JAX | train ex/s | test acc (int8) |',
-           '|---|---:|---:|---:|---:|---:|---:|']
+  lines = ['| model | params | step | MACs/step | TFLite float / int8 | '
+           'latency/step float / int8 / JAX | train ex/s | test acc (int8) |',
+           '|---|---:|---:|---:|---:|---:|---:|---:|']
   for name, r in results.items():
     lines.append(
-        f'| {name} | {r["params"]:,} | {r["macs_per_step"]:,} | '
+        f'| {name} | {r["params"]:,} | {r["step_ms"]:g} ms | '
+        f'{r["macs_per_step"]:,} | '
         f'{r["tflite_bytes_float"] / 1024:,.0f} / '
         f'{r["tflite_bytes_int8"] / 1024:,.0f} KiB | '
         f'{r["latency_ms_tflite_float"]:.2f} / '
@@ -165,6 +182,9 @@ def main() -> None:
   parser.add_argument('--out', default='runs/zoo')
   parser.add_argument('--wanted-words', default=None,
                       help='default: the configs\' ten words')
+  parser.add_argument('--remeasure-speed', action='store_true',
+                      help='measure the latencies and training speed of '
+                      'finished models again (on a quiet machine)')
   args = parser.parse_args()
   cli.configure_xla_cpu()
   path = os.path.join(args.out, 'zoo.json')
@@ -174,9 +194,15 @@ def main() -> None:
       results = json.load(file)
   for name in tqdm.tqdm(args.models.split(','), desc='models'):
     if name in results and results[name]['steps'] == args.steps:
+      if args.remeasure_speed:
+        results[name].update(speeds(name, args))
+        atomic.write_json(path, results)
       continue
     results[name] = measure(name, args)
     atomic.write_json(path, results)
+  for name, result in results.items():  # rows written before step_ms
+    result.setdefault('step_ms', build_model(config_for(
+        name, args.data, args.steps, args.wanted_words)).step_ms)
   print(table(results))
 
 
