@@ -513,3 +513,34 @@ def test_a_stack_refuses_zero_padding_after_warm_up_frames():
   # Causal first, then valid: both forms agree.
   stack = layers.Sequential('net', (causal, valid))
   assert stack.lookback == 2 and stack.pads_past
+
+
+@pytest.mark.parametrize('implementation', ['im2col', 'xla'])
+def test_grouped_conv2d_matches_keras_and_streams(implementation):
+  tf = pytest.importorskip('tensorflow')
+  conv = layers.Conv2D('conv', 6, (3, 1), dilation=(2, 1), groups=3,
+                       time_padding='causal', implementation=implementation)
+  params = conv.init(jax.random.key(2), (5, 6))
+  assert params['kernel'].shape == (3, 1, 2, 6)
+  assert conv.step_macs((5, 6)) == 5 * 6 * 3 * 2
+  params['bias'] = jax.random.normal(jax.random.key(3), (6,))
+  x = _inputs((2, 12, 5, 6))
+  keras_conv = tf.keras.layers.Conv2D(6, (3, 1), dilation_rate=(2, 1),
+                                      groups=3, padding='valid')
+  padded = conv.window.full_window(x)
+  keras_conv.build(padded.shape)
+  keras_conv.set_weights([np.asarray(params['kernel']),
+                          np.asarray(params['bias'])])
+  np.testing.assert_allclose(conv.apply(params, x),
+                             keras_conv(np.asarray(padded)).numpy(),
+                             atol=1e-5)
+  check_streaming_contract(conv, params, x, check_grads=False)
+
+
+def test_grouped_conv2d_refuses_channels_that_do_not_split():
+  with pytest.raises(ValueError, match='conv: filters is 5, expected a '
+                     'multiple of groups'):
+    layers.Conv2D('conv', 5, (3, 1), groups=2)
+  with pytest.raises(ValueError, match='conv: input has 5 channels, expected '
+                     'a multiple of groups'):
+    layers.Conv2D('conv', 4, (3, 1), groups=2).output_shape((6, 5))

@@ -147,8 +147,11 @@ class _WindowConv(base.Layer):
 
   # -- Implementation ---------------------------------------------------------
 
+  def _input_channels(self, kernel: Array) -> int:
+    return kernel.shape[2]
+
   def _check_channels(self, params: base.Params, channels: int) -> None:
-    expected = params[self._kernel_name].shape[2]
+    expected = self._input_channels(params[self._kernel_name])
     if channels != expected:
       raise ValueError(
           f'{self.name}: input has {channels} channels, expected {expected} '
@@ -187,7 +190,10 @@ class Conv2D(_WindowConv):
   does one matmul, with a VJP of the same form (see ``layers.im2col``; fast
   on CPU, exports to TFLite as slices + FULLY_CONNECTED); ``'xla'`` uses
   ``lax.conv_general_dilated``. ``compute_dtype='bfloat16'`` runs the matmuls
-  on bfloat16 inputs with float32 accumulation.
+  on bfloat16 inputs with float32 accumulation. ``groups > 1`` is Keras'
+  grouped convolution: ``kernel [k_time, k_feat, in / groups, filters]``,
+  group ``g`` reads the ``g``-th slice of the input channels and writes the
+  ``g``-th slice of the filters.
   """
 
   name: str
@@ -201,26 +207,38 @@ class Conv2D(_WindowConv):
   use_bias: bool = True
   implementation: str = 'im2col'
   compute_dtype: str | None = None
+  groups: int = 1
 
   def __post_init__(self):
     self._check_fields()
     base.check_positive_int(self.name, 'filters', self.filters)
+    base.check_positive_int(self.name, 'groups', self.groups)
+    if self.filters % self.groups:
+      raise ValueError(f'{self.name}: filters is {self.filters}, expected a '
+                       f'multiple of groups ({self.groups}).')
     base.check_choice(self.name, 'implementation', self.implementation,
                       IMPLEMENTATIONS)
 
   def output_shape(self, in_shape: base.Shape) -> base.Shape:
     self._check_frame_shape(in_shape)
+    if in_shape[1] % self.groups:
+      raise ValueError(f'{self.name}: input has {in_shape[1]} channels, '
+                       f'expected a multiple of groups ({self.groups}).')
     return (self._output_features(in_shape[0]), self.filters)
 
   def step_macs(self, in_shape: base.Shape) -> int:
-    """One output frame: features x filters x kernel taps x input channels."""
+    """One output frame: features x filters x kernel taps x channels per group."""
     features, filters = self.output_shape(in_shape)
     return (features * filters * self.kernel_size[0] * self.kernel_size[1]
-            * in_shape[1])
+            * in_shape[1] // self.groups)
+
+  def _input_channels(self, kernel: Array) -> int:
+    return kernel.shape[2] * self.groups
 
   def init(self, rng: Array, in_shape: base.Shape) -> base.Params:
     self.output_shape(in_shape)
-    kernel_shape = (*self.kernel_size, in_shape[1], self.filters)
+    kernel_shape = (*self.kernel_size, in_shape[1] // self.groups,
+                    self.filters)
     params = {'kernel': jax.nn.initializers.glorot_uniform()(
         rng, kernel_shape, jnp.float32)}
     if self.use_bias:
@@ -234,9 +252,14 @@ class Conv2D(_WindowConv):
           lhs, rhs, window_strides=self.strides, padding='VALID',
           rhs_dilation=self.dilation,
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-          preferred_element_type=x.dtype)
-    return conv_valid(x, kernel, self.dilation, self.strides[1],
-                      self.compute_dtype, time_stride=self.strides[0])
+          feature_group_count=self.groups, preferred_element_type=x.dtype)
+    # Group g reads input channels [g i, (g + 1) i) and writes filters
+    # [g f, (g + 1) f), as Keras' grouped Conv2D.
+    outputs = [conv_valid(part, k, self.dilation, self.strides[1],
+                          self.compute_dtype, time_stride=self.strides[0])
+               for part, k in zip(jnp.split(x, self.groups, axis=-1),
+                                  jnp.split(kernel, self.groups, axis=-1))]
+    return outputs[0] if self.groups == 1 else jnp.concatenate(outputs, -1)
 
 
 @dataclasses.dataclass(frozen=True)
