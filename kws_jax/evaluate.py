@@ -47,9 +47,7 @@ class Accuracy:
 
 def model_input(model: Model, audio: jax.Array) -> jax.Array:
   """What the model takes: audio, or features from its frontend."""
-  if model.preprocess == 'raw':
-    return audio
-  return model.frontend.apply({}, audio)
+  return model.inputs_from_audio(audio)
 
 
 @functools.partial(jax.jit, static_argnums=0)

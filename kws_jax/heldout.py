@@ -89,8 +89,8 @@ def evaluate_heldout(model: Model, params: Any, config,
         f'{dataset.data_dir} has {len(dataset.labels)} labels '
         f'({", ".join(dataset.labels)}), the model {model.label_count}.')
   layout = kws_config.clip_layout(config)
-  frontend = jax.jit(lambda a: model.frontend.apply({}, a))
-  logits_fn = jax.jit(lambda p, x: model.logits(p, x))
+  logits_fn = jax.jit(
+      lambda p, audio: model.logits(p, model.inputs_from_audio(audio)))
   labels = len(dataset.labels)
   confusion = np.zeros((labels, labels), np.int64)
   splits = [s for s in speech_commands.SPLITS if dataset.split(s)]
@@ -100,10 +100,8 @@ def evaluate_heldout(model: Model, params: Any, config,
   with bar:
     for split in splits:
       for batch in data.eval_batches(dataset, split, batch_size, **layout):
-        inputs = jnp.asarray(batch['audio'])
-        if model.preprocess != 'raw':
-          inputs = frontend(inputs)
-        predicted = np.argmax(np.asarray(logits_fn(params, inputs)), -1)
+        predicted = np.argmax(np.asarray(
+            logits_fn(params, jnp.asarray(batch['audio']))), -1)
         real = batch['weight'] > 0
         np.add.at(confusion, (batch['label'][real], predicted[real]), 1)
         bar.update()

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from experiments.configs import cnn as cnn_config
 from kws_jax.models import build_model, streaming
 from tests.test_train import tiny_config
 
@@ -80,3 +81,28 @@ def test_scan_refuses_partial_blocks():
   model, params = tiny_model('raw')
   with pytest.raises(ValueError, match='multiple of the 320-sample block'):
     streaming.scan_logits(model, params, np.zeros((1, 500), np.float32))
+
+
+@pytest.mark.parametrize('padding', ['valid', 'semicausal'])
+def test_audio_model_of_a_feature_model_is_its_frontend_then_its_net(padding):
+  config = cnn_config.get_config()
+  config.model.update(preprocess='mfcc', cnn_filters='4,4,4,4,4,4,4',
+                      units2='8', act2="'relu'")
+  config.frontend.padding = padding
+  features_model = build_model(config)
+  config.model.preprocess = 'raw'
+  raw_model = build_model(config)
+  audio_model = features_model.audio_model
+  assert audio_model.preprocess == 'raw'
+  assert audio_model.clip_length == raw_model.clip_length == 16000
+  assert (audio_model.block_size, audio_model.lookback,
+          audio_model.receptive_field) == (
+              raw_model.block_size, raw_model.lookback,
+              raw_model.receptive_field)
+  assert raw_model.audio_model is raw_model
+  params = features_model.init(jax.random.key(0))
+  audio = 0.1 * jax.random.normal(jax.random.key(1), (2, 16000))
+  np.testing.assert_allclose(
+      audio_model.logits(params, audio),
+      features_model.logits(params, features_model.inputs_from_audio(audio)),
+      atol=1e-5)

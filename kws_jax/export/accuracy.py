@@ -28,15 +28,12 @@ def load_split(model: Model, dataset: data.SpeechCommands, split: str,
 
   ``layout``: the clip geometry (``kws_jax.config.clip_layout``).
   """
-  features = jax.jit(lambda a: model.frontend.apply({}, a))
+  model_inputs = jax.jit(model.inputs_from_audio)
   inputs, labels = [], []
   for batch in data.eval_batches(dataset, split, batch_size,
                                  **(layout or {})):
     real = batch['weight'] > 0
-    audio = batch['audio'][real]
-    if model.preprocess == 'mfcc':
-      audio = np.asarray(features(audio))
-    inputs.append(audio)
+    inputs.append(np.asarray(model_inputs(batch['audio'][real])))
     labels.append(batch['label'][real])
   return np.concatenate(inputs), np.concatenate(labels)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,6 +79,32 @@ class Model(base.Layer):
     if self.preprocess == 'mfcc':
       return self.net
     return Sequential(self.name, self.net.layers[1:])
+
+  @functools.cached_property
+  def audio_model(self) -> 'Model':
+    """This model on raw audio: itself, or the frontend followed by ``net``.
+
+    Same params; what detection and streaming evaluation step on audio
+    blocks, whatever the model takes.
+    """
+    if self.preprocess == 'raw':
+      return self
+    # The fewest whole strides of audio whose frames make one clip.
+    window = self.frontend.window
+    samples = (self.clip_length - 1) * window.stride + window.end + 1
+    samples = -(-samples // window.stride) * window.stride
+    return Model(name=self.name,
+                 net=Sequential(self.net.name, (self.frontend,
+                                                *self.net.layers)),
+                 input_shape=(), clip_length=samples,
+                 label_count=self.label_count, frontend=self.frontend)
+
+  def inputs_from_audio(self, audio: Array) -> Array:
+    """What ``apply`` takes for clips ``audio [batch, samples]``: the audio
+    itself, or its frontend features."""
+    if self.preprocess == 'raw':
+      return audio
+    return self.frontend.apply({}, audio)
 
   @property
   def step_ms(self) -> float:

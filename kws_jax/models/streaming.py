@@ -36,39 +36,24 @@ Array = jax.Array
 
 def block_samples(model: Model) -> int:
   """Audio samples one streaming step consumes."""
-  if model.preprocess == 'raw':
-    return model.block_size
-  return model.frontend.stride_samples * model.block_size
+  return model.audio_model.block_size
 
 
 def init_audio_state(model: Model, batch_size: int) -> Any:
   """The zero state of ``audio_step`` for ``batch_size`` streams."""
-  state = model.init_state(batch_size)
-  if model.preprocess == 'mfcc':
-    state = (model.frontend.init_state(batch_size), state)
-  return state
+  return model.audio_model.init_state(batch_size)
 
 
 def audio_step(model: Model, params: Any, state: Any, block: Array
                ) -> tuple[Any, Array]:
   """One step on ``block [B, block_samples]``: (state, logits ``[B, labels]``)."""
-  if model.preprocess == 'raw':
-    state, logits = model.step(params, state, block)
-    return state, logits[:, 0]
-  frontend_state, net_state = state
-  # One frontend step over the block's feature frames.
-  frontend_state, features = model.frontend.step({}, frontend_state, block)
-  net_state, logits = model.step(params, net_state, features)
-  return (frontend_state, net_state), logits[:, 0]
+  state, logits = model.audio_model.step(params, state, block)
+  return state, logits[:, 0]
 
 
 def receptive_field_samples(model: Model) -> int:
   """Samples of audio that one step's logits depend on."""
-  if model.preprocess == 'raw':
-    return model.receptive_field
-  frontend = model.frontend
-  return (model.receptive_field - 1) * frontend.stride_samples + (
-      frontend.window_samples)
+  return model.audio_model.receptive_field
 
 
 def warmup_steps(model: Model) -> int:
