@@ -384,6 +384,6 @@ def test_svdf_layer_refuses_bad_fields():
   with pytest.raises(ValueError, match='s: dropout is 1.0, expected'):
     layers.Svdf('s', 4, 2, dropout=1.0)
   svdf = layers.Svdf('s', 4, 5, time_padding='valid')
-  with pytest.raises(ValueError, match='s: memory_size 5 with valid padding '
+  with pytest.raises(ValueError, match='s/depth_cnn1: memory_size 5 with valid padding '
                      'needs at least 5 frames in time, but only 3 remain'):
     svdf.output_length(3)

@@ -248,14 +248,10 @@ class Svdf(base.Layer):
     return self.memory_size
 
   def output_length(self, length: int) -> int:
-    out = self.depth_cnn1.window.output_length(length)
-    if out < 1:
-      raise ValueError(
-          f'{self.name}: memory_size {self.memory_size} with '
-          f'{self.time_padding} padding needs at least {self.memory_size} '
-          f'frames in time, but only {length} remain. Use a smaller '
-          'memory_size, causal padding or a longer clip.')
-    return out
+    try:
+      return self.depth_cnn1.output_length(length)
+    except ValueError as error:  # named after this layer, not its filter
+      raise ValueError(f'{self.name}/{error}') from None
 
   def output_shape(self, in_shape: base.Shape) -> base.Shape:
     if len(in_shape) != 1:
