@@ -115,6 +115,10 @@ class Pool2D(base.Layer):
   def _pool(self, x: Array) -> Array:
     """Valid pooling of ``x [batch, time, feature(, channels)]``."""
     self.output_shape(x.shape[2:])
+    if x.ndim == 3:
+      # Vector frames pool as one channel: TFLite has 4-D pools only (a 3-D
+      # reduce_window fails int8 conversion).
+      return self._pool(x[..., None])[..., 0]
     window = (1, *self.pool_size) + (1,) * (x.ndim - 3)
     strides = (1, *self._strides) + (1,) * (x.ndim - 3)
     if self.kind == 'max':
