@@ -13,7 +13,7 @@ from kws_jax.layers import count_params
 from kws_jax.layers.base import trainable_mask
 from kws_jax.models import Model, build_model
 from kws_jax.testing import check_streaming_contract
-from test_train import tiny_data  # pylint: disable=unused-import
+from test_train import tiny_config, tiny_data  # pylint: disable=unused-import
 from zoo_testing import assert_logits_match_keras, train_and_export_tiny
 
 # svdf_0 holds under 5% of the weights, so the int8 export keeps it float
@@ -387,3 +387,20 @@ def test_svdf_layer_refuses_bad_fields():
   with pytest.raises(ValueError, match='s/depth_cnn1: memory_size 5 with valid padding '
                      'needs at least 5 frames in time, but only 3 remain'):
     svdf.output_length(3)
+
+
+def test_svdf_resnet_streams_clips_that_are_not_whole_steps(tiny_data):  # pylint: disable=redefined-outer-name
+  """1 s clips in 80 ms steps: the stream reads the whole steps, as the full
+  window does, so streaming accuracy equals non-streaming."""
+  from kws_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from kws_jax.train.loop import load_dataset  # pylint: disable=g-import-not-at-top
+  config = tiny_config(tiny_data)
+  config.model = svdf_resnet_config.get_config().model
+  config.model.update(preprocess='raw', **SMALL_RESNET)
+  config.frontend.padding = 'semicausal'
+  model = build_model(config)
+  assert model.clip_length % model.block_size
+  params = model.init(jax.random.key(0))
+  dataset = load_dataset(config)
+  streamed = evaluate.streaming_accuracy(model, params, dataset, split='testing')
+  assert streamed.max_logit_diff < 1e-4
