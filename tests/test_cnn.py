@@ -289,3 +289,17 @@ def test_building_a_model_reads_no_environment(xla_flags, monkeypatch):
       make_config(), auto_conv_implementation='xla')) == {'xla'}
   assert implementations(build_model(
       make_config(conv_implementation='xla'))) == {'xla'}
+
+
+def test_auto_keeps_depthwise_taps_and_xla_exports_depthwise_convolutions():
+  from experiments.configs import ds_cnn as ds_cnn_config  # pylint: disable=g-import-not-at-top
+  config = ds_cnn_config.get_config()
+
+  def depthwise(model):
+    return {layer.implementation for layer in model.body.layers
+            if type(layer).__name__ == 'DepthwiseConv2D'}
+
+  assert depthwise(build_model(config, auto_conv_implementation='xla')) == {
+      'taps'}
+  config.model.conv_implementation = 'xla'
+  assert depthwise(build_model(config)) == {'xla'}

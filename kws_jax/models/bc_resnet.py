@@ -178,7 +178,7 @@ def bc_resnet(config: ml_collections.ConfigDict, *, frames: int, features: int,
   """
   lists = _check_config(config)
   conv = cnn.conv_implementation(config.conv_implementation)
-  depthwise = 'xla' if config.conv_implementation == 'xla' else 'taps'
+  depthwise = cnn.depthwise_implementation(config)
 
   body: list[layers.Layer] = [
       layers.ExpandDims(),

@@ -92,8 +92,7 @@ def ds_cnn(config: ml_collections.ConfigDict, *, frames: int, features: int,
   }
   check_same_length('model', lists)
   conv_implementation = cnn.conv_implementation(config.conv_implementation)
-  depthwise_implementation = ('xla' if config.conv_implementation == 'xla'
-                              else 'taps')
+  depthwise_implementation = cnn.depthwise_implementation(config)
 
   def norm(name: str) -> layers.BatchNorm:
     return layers.BatchNorm(name, momentum=config.bn_momentum,

@@ -200,8 +200,7 @@ class _Builder:
     self.warmup_block = 0  # the first block whose stream has warm-up frames
     self.conv_implementation = cnn.conv_implementation(
         config.conv_implementation)
-    self.depthwise_implementation = ('xla' if config.conv_implementation ==
-                                     'xla' else 'taps')
+    self.depthwise_implementation = cnn.depthwise_implementation(config)
 
   def track(self, layer: layers.Layer, field: str, block: _Block
             ) -> layers.Layer:
