@@ -44,7 +44,7 @@ def test_dnn_streams_what_it_computes_on_clips(preprocess):
   x = jax.random.normal(jax.random.key(2), shape) * (
       0.1 if preprocess == 'raw' else 1.0)
   report = check_streaming_contract(model, params, x, atol=1e-4,
-                                    check_grads=preprocess == 'mfcc')
+                                    check_grads=False)  # dense: test_layers
   assert report.full_shape == (2, 4, 12)
 
 

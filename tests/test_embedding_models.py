@@ -39,10 +39,14 @@ def test_model_streaming_contract(config_module):
   model = build_model(config)
   params = model.init(jax.random.key(1))
   # 27 blocks: the 2 s receptive field and two more outputs.
+  # Gradients through the frozen embedding: once (the heads' own layers
+  # are checked in test_layers).
+  grads = config_module is embedding_dnn
   report = check_streaming_contract(model, params, audio_batch(2.2, 27),
-                                    atol=1e-4)
+                                    atol=1e-4, check_grads=grads)
   assert report.full_shape == (2, 3, 12)
-  assert report.grad_diff is not None and report.grad_diff < 1e-6
+  if grads:
+    assert report.grad_diff is not None and report.grad_diff < 1e-6
 
 
 def test_stream_equals_non_streaming_logits_of_the_last_two_seconds():

@@ -68,12 +68,15 @@ def test_paper_gru_matches_kws_streaming_in_keras():
 @pytest.mark.parametrize('return_sequences', ['0', '1'])
 def test_gru_model_streams_and_its_last_clip_frame_is_the_clip(
     return_sequences):
-  model = build_model(make_config(preprocess='mfcc',
-                                  return_sequences=return_sequences, **SMALL))
+  config = make_config(preprocess='mfcc', return_sequences=return_sequences,
+                       **SMALL)
+  config.data.clip_duration_ms = 400  # 19 frames: the unrolled cells compile
+  model = build_model(config)         # faster
   params = _random_params(model.init(jax.random.key(0)))
   clip = jax.random.normal(jax.random.key(3), (2, model.clip_length, 20))
   longer = jnp.concatenate([clip, clip[:, :6]], axis=1)
-  check_streaming_contract(model, params, longer, atol=1e-4)
+  check_streaming_contract(model, params, longer, atol=1e-4,
+                           check_grads=False)  # checked on the layer
   # From a zero state, the stream's logits at the clip's last frame are the
   # non-streaming logits of the clip.
   _, streamed = scan_steps(model, params, clip)

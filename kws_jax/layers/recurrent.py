@@ -63,9 +63,9 @@ class _Recurrent(base.Layer):
 
   def apply(self, params: base.Params, x: Array, *, train: bool = False,
             rng: Array | None = None) -> Array:
-    del train, rng
+    del rng
     state = self.init_state(x.shape[0], tuple(x.shape[2:]), x.dtype)
-    return self._run(params, state, x)[1]
+    return self._run(params, state, x, rolled=train)[1]
 
   def step(self, params: base.Params, state: base.State,
            frame: Array) -> tuple[base.State, Array]:
@@ -81,9 +81,13 @@ class _Recurrent(base.Layer):
                        what=f'state {key!r}')
     return self._run(params, state, frame)
 
-  def _run(self, params: base.Params, state: Any, x: Array
-           ) -> tuple[Any, Array]:
-    """Runs the cell over ``x [batch, time, features]`` from ``state``."""
+  def _run(self, params: base.Params, state: Any, x: Array,
+           rolled: bool = False) -> tuple[Any, Array]:
+    """Runs the cell over ``x [batch, time, features]`` from ``state``.
+
+    ``rolled`` (training) scans the cell: one compiled cell, forwards and
+    backwards. Otherwise clips and steps unroll it (see below).
+    """
     expected = params['kernel'].shape[0] - self._recurrent_input_width
     if x.ndim != 3 or x.shape[-1] != expected:
       raise ValueError(
@@ -91,7 +95,7 @@ class _Recurrent(base.Layer):
           f'[batch, time, {expected}].')
     project, cell = self._cell(params)
     inputs = project(x)
-    if x.shape[1] > MAX_UNROLLED:
+    if rolled or x.shape[1] > MAX_UNROLLED:
       state, outputs = jax.lax.scan(cell, state, jnp.moveaxis(inputs, 1, 0))
       return state, jnp.moveaxis(outputs, 0, 1)
     # Clips and steps run the cell in a Python loop: no WHILE op in the
