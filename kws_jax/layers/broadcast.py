@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from kws_jax.layers import base
 from kws_jax.layers.activations import get_activation
+from kws_jax.layers.core import Dropout
 
 Array = jax.Array
 
@@ -54,7 +55,7 @@ class FeatureMean(base.Layer):
 
 
 @dataclasses.dataclass(frozen=True)
-class SpatialDropout(base.Layer):
+class SpatialDropout(Dropout):
   """Keras' ``SpatialDropout2D``: drops whole channels while training.
 
   ``[batch, time, ..., C]`` -> the same. While training, each (example,
@@ -67,21 +68,8 @@ class SpatialDropout(base.Layer):
   name: str
   rate: float
 
-  def __post_init__(self):
-    if not 0.0 <= self.rate < 1.0:
-      raise ValueError(
-          f'{self.name}: rate is {self.rate!r}, expected 0 <= rate < 1.')
-
-  def apply(self, params: base.Params, x: Array, *, train: bool = False,
-            rng: Array | None = None) -> Array:
-    del params
-    if not train or self.rate == 0.0:
-      return x
-    if rng is None:
-      raise ValueError(f'{self.name}: training needs an rng key for dropout.')
-    noise_shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
-    keep = jax.random.bernoulli(rng, 1.0 - self.rate, noise_shape)
-    return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+  def noise_shape(self, x: Array) -> tuple[int, ...]:
+    return (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -125,8 +125,12 @@ class Dropout(base.Layer):
       return x
     if rng is None:
       raise ValueError(f'{self.name}: training needs an rng key for dropout.')
-    keep = jax.random.bernoulli(rng, 1.0 - self.rate, x.shape)
+    keep = jax.random.bernoulli(rng, 1.0 - self.rate, self.noise_shape(x))
     return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+
+  def noise_shape(self, x: Array) -> tuple[int, ...]:
+    """Shape of the keep mask, broadcast over ``x``: one draw per value."""
+    return x.shape
 
 
 @dataclasses.dataclass(frozen=True)
