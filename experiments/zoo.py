@@ -114,13 +114,15 @@ def train_examples_per_s(config) -> float:
   return BATCH * repeats / (time.perf_counter() - start)
 
 
-def speeds(name: str, args) -> dict:
-  """Latencies and training throughput of the trained, exported ``name``."""
+def speeds(name: str, args, model=None, params=None) -> dict:
+  """Latencies and training throughput of the trained, exported ``name``
+  (its ``model`` and ``params`` loaded here unless given)."""
   config = config_for(name, args.data, args.steps, args.wanted_words)
   workdir = os.path.join(args.out, name)
-  model = build_model(
-      config, auto_conv_implementation=cli.preferred_conv_implementation())
-  _, _, params = load_run(workdir)
+  if model is None:
+    model = build_model(
+        config, auto_conv_implementation=cli.preferred_conv_implementation())
+    _, _, params = load_run(workdir)
   external = os.path.join(workdir, 'tflite_stream_state_external',
                           'stream_state_external.tflite')
   int8 = os.path.join(workdir, 'quantize_int8_tflite_stream_state_external',
@@ -138,7 +140,8 @@ def measure(name: str, args) -> dict:
   workdir = os.path.join(args.out, name)
   result = train_and_evaluate(config, workdir, progress=True)
   manifest = export_run(workdir, progress=True)
-  model = build_model(config)
+  model = build_model(
+      config, auto_conv_implementation=cli.preferred_conv_implementation())
   _, _, params = load_run(workdir)
   files = manifest['tflite']
   return {
@@ -147,7 +150,7 @@ def measure(name: str, args) -> dict:
       'tflite_bytes_float': files['tflite_stream_state_external']['bytes'],
       'tflite_bytes_int8': files[
           'quantize_int8_tflite_stream_state_external']['bytes'],
-      **speeds(name, args),
+      **speeds(name, args, model, params),
       'step_ms': model.step_ms,
       'test_accuracy': 100 * result['test_accuracy'],
       'test_accuracy_int8_tflite': files[

@@ -251,7 +251,10 @@ def export_run(workdir: str, out_dir: str | None = None, *,
   # check below compares them with the unfolded JAX model.
   unfolded_model, unfolded_params = model, params
   model, params = fold_model(unfolded_model, unfolded_params, inputs[:4])
-  quant_model = fold_model(quant_model, unfolded_params, inputs[:4])[0]
+  # Same layers but for the frontend's weight blocks: folded alike, the
+  # float model's check covers it.
+  quant_model = dataclasses.replace(
+      quant_model, net=fold_batch_norms(quant_model.net, unfolded_params)[0])
   # A model that cannot stream (supports_step False) gets its
   # non-streaming forms only.
   exported_forms = [form for form in savedmodel.FORMS
