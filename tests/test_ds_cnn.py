@@ -115,7 +115,9 @@ def test_ds_cnn_trains_and_updates_its_statistics(tiny_data, tmp_path):  # pylin
 def test_ds_cnn_exports_every_form_with_builtin_ops(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
   manifest = train_and_export_tiny(
       tiny_data, str(tmp_path / 'run'),
-      make_config(preprocess='raw', **SMALL).model)
+      make_config(preprocess='raw', **SMALL).model, micro=True)
+  assert {'DEPTHWISE_CONV_2D', 'AVERAGE_POOL_2D'} <= set(
+      manifest['micro']['ops'])
   ops = manifest['tflite']['tflite_stream_state_external']['ops']
   assert {'DEPTHWISE_CONV_2D', 'AVERAGE_POOL_2D'} <= set(ops)
   float_accuracy = manifest['tflite']['tflite_non_stream']['accuracy']

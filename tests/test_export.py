@@ -29,7 +29,9 @@ def exported(tiny_data, tmp_path_factory):
   config = tiny_config(tiny_data)
   config.model.preprocess = 'raw'
   train_and_evaluate(config, workdir, progress=False)
-  manifest = export_run(workdir, progress=False)
+  # Two worker processes measure the TFLite models (the default on a large
+  # test split).
+  manifest = export_run(workdir, progress=False, workers=2)
   return workdir, manifest
 
 

@@ -54,7 +54,7 @@ def test_export_writes_only_the_non_streaming_forms(tiny_data, tmp_path,  # pyli
   train_and_evaluate(config, workdir, progress=False)
   with open(os.path.join(workdir, 'model_summary.txt'), encoding='utf-8') as f:
     assert 'Streaming: none (a layer needs the whole clip)' in f.read()
-  manifest = export_run(workdir, progress=False, workers=1, int8=False)
+  manifest = export_run(workdir, progress=False, workers=0, int8=False)
   assert sorted(manifest['tflite']) == [
       'quantize_opt_for_size_tflite_non_stream', 'tflite_non_stream']
   assert manifest['stream'] is None

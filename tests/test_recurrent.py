@@ -92,8 +92,10 @@ def test_gru_model_refuses_what_it_cannot_build():
 
 
 def test_gru_trains_and_exports(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
+  # The GRU stands for the recurrent models under TFLM (micro).
   train_and_export_tiny(tiny_data, str(tmp_path / 'run'),
-                        make_config(preprocess='raw', **SMALL).model)
+                        make_config(preprocess='raw', **SMALL).model,
+                        micro=True)
 
 
 def test_paper_crnn_matches_kws_streaming_in_keras():

@@ -41,12 +41,15 @@ def assert_logits_match_keras(model, keras_model, seed: int = 0,
 
 
 def train_and_export_tiny(data_dir: str, workdir: str, model_config,
-                          frontend_padding: str = 'valid') -> dict:
+                          frontend_padding: str = 'valid',
+                          micro: bool = False) -> dict:
   """Trains ``model_config`` for 6 steps on the tiny data and exports it.
 
   Asserts what every model's export must give: float streaming TFLite
   (external and internal state) equal to the JAX step, builtin ops only,
-  and the float TFLite accuracies equal to JAX's. Returns the manifest.
+  and the float TFLite accuracies equal to JAX's; with ``micro``, also the
+  full-integer model for TFLM (``assert_micro_export``). Returns the
+  manifest.
   """
   from kws_jax.export import export_run  # pylint: disable=g-import-not-at-top
   config = tiny_config(data_dir)
@@ -54,9 +57,10 @@ def train_and_export_tiny(data_dir: str, workdir: str, model_config,
   config.frontend.padding = frontend_padding  # 'semicausal' for causal models
   assert train_and_evaluate(config, workdir, progress=False)['steps'] == 6
   # The float forms and int8 non-streaming (test_export covers the rest).
-  manifest = export_run(workdir, progress=False, workers=1, folders=(
+  manifest = export_run(workdir, progress=False, workers=0, folders=(
       'tflite_non_stream', 'tflite_stream_state_external',
-      'tflite_stream_state_internal', 'quantize_int8_tflite_non_stream'))
+      'tflite_stream_state_internal', 'quantize_int8_tflite_non_stream'),
+      micro=micro)
   assert manifest['streaming_parity_max_abs_logit_diff'] <= 1e-4
   tflite = manifest['tflite']
   assert not any(op.startswith('Flex') or op == 'CUSTOM'
@@ -69,7 +73,29 @@ def train_and_export_tiny(data_dir: str, workdir: str, model_config,
     assert abs(tflite[form]['accuracy']['reset1'] -
                jax_accuracy['stream_reset1']) <= 10, form
   _assert_internal_state_equals_the_jax_step(workdir)
+  if micro:
+    assert_micro_export(workdir, manifest)
   return manifest
+
+
+def assert_micro_export(workdir: str, manifest: dict) -> None:
+  """The full-integer model: integer tensors only, TFLM's states equal
+  LiteRT's bit for bit over a test clip and its logits within one unit."""
+  from kws_jax.export import tflite  # pylint: disable=g-import-not-at-top
+  micro = manifest['micro']
+  with open(os.path.join(workdir, micro['file']), 'rb') as file:
+    flatbuffer = file.read()
+  assert len(flatbuffer) == micro['flash_bytes']
+  kinds = set(tflite.tensor_types(flatbuffer).values())
+  assert kinds <= {'INT8', 'INT32'}, kinds
+  assert not {'QUANTIZE', 'DEQUANTIZE'} & set(micro['ops'])
+  assert all(entry['dtype'] == 'int8' for entry in
+             [*micro['inputs'].values(), *micro['outputs'].values()])
+  runtimes = micro['tflm_vs_litert']
+  assert runtimes['steps'] >= 40
+  assert runtimes['steps_with_different_states'] == 0
+  assert runtimes['max_logit_diff_int8_units'] <= 1
+  assert 1000 < micro['arena_bytes'] < 10 * micro['flash_bytes'] + 2**20
 
 
 def _assert_internal_state_equals_the_jax_step(workdir: str) -> None:

@@ -2,7 +2,9 @@
 
 Exports the best checkpoint of a training run in every form (SavedModel,
 TFLite float / dynamic-range / int8, streaming with internal and external
-state), measures each one's test accuracy and writes ``manifest.json``.
+state), measures each one's test accuracy and writes ``manifest.json``;
+``--micro`` adds the full-integer model for TensorFlow Lite Micro
+(``kws_jax.export.micro``).
 """
 
 from __future__ import annotations
@@ -18,13 +20,27 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument('--out', default=None,
                       help='output directory (default: the workdir)')
   parser.add_argument('--no-int8', action='store_true',
-                      help='skip the full-integer models')
+                      help='skip the int8 models')
+  parser.add_argument('--micro', action='store_true',
+                      help='also write the full-integer streaming model for '
+                      'TensorFlow Lite Micro, its C array and an example '
+                      '(micro/)')
+  parser.add_argument('--max-arena-bytes', type=int, default=None,
+                      help='with --micro: refuse a model whose tensor arena '
+                      'exceeds this')
+  parser.add_argument('--max-flash-bytes', type=int, default=None,
+                      help='with --micro: refuse a model larger than this')
   args = parser.parse_args(argv)
+  if not args.micro and (args.max_arena_bytes or args.max_flash_bytes):
+    parser.error('--max-arena-bytes and --max-flash-bytes need --micro')
   from kws_jax import cli  # pylint: disable=g-import-not-at-top
   cli.configure_xla_cpu()
   from kws_jax.export import ExportError, export_run  # pylint: disable=g-import-not-at-top
+  from kws_jax.export.micro import Budget  # pylint: disable=g-import-not-at-top
   try:
-    export_run(args.workdir, args.out, int8=not args.no_int8)
+    export_run(args.workdir, args.out, int8=not args.no_int8,
+               micro=args.micro, budget=Budget(args.max_arena_bytes,
+                                               args.max_flash_bytes))
   except (OSError, ExportError, ValueError) as error:
     sys.exit(f'error: {error}')
 

@@ -46,12 +46,17 @@ def non_streaming_accuracy(path: str, inputs: np.ndarray, labels: np.ndarray
   return Accuracy(correct, len(labels))
 
 
-def streaming_accuracy(path: str, inputs: np.ndarray, labels: np.ndarray,
-                       block: int, *, reset: bool,
+def streaming_accuracy(model: str | Any, inputs: np.ndarray,
+                       labels: np.ndarray, block: int, *, reset: bool,
                        on_logits: Callable[[int, np.ndarray], None] | None
                        = None) -> Accuracy:
-  """Streams every clip; ``on_logits(clip_index, logits [steps, labels])``."""
-  model = TfliteStreaming(path)
+  """Streams every clip; ``on_logits(clip_index, logits [steps, labels])``.
+
+  ``model``: a streaming TFLite file, or a stream with ``reset()`` and
+  ``__call__(block [1, block, ...]) -> logits [labels]``.
+  """
+  if isinstance(model, str):
+    model = TfliteStreaming(model)
   correct = 0
   for index, (x, label) in enumerate(zip(inputs, labels)):
     if reset:

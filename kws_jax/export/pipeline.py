@@ -53,6 +53,7 @@ from kws_jax import config as kws_config
 from kws_jax import data, evaluate
 from kws_jax.atomic import atomic_write
 from kws_jax.export import accuracy, forms, savedmodel, tflite
+from kws_jax.export import micro as micro_export
 from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import count_params
 from kws_jax.layers.folding import fold_batch_norms
@@ -79,6 +80,8 @@ TFLITE_MODELS = {
     'quantize_int8_tflite_stream_state_external': (
         'stream_state_external.tflite', 'stream_state_external', 'int8'),
 }
+# Test splits smaller than this are measured in the exporting process.
+IN_PROCESS_SPLIT_CLIPS = 200
 CALIBRATION_CLIPS = {'non_stream': 400, 'stream_state_external': 100}
 
 
@@ -204,13 +207,21 @@ def convert_form(form: str, quantization: str, source: str, model: Model,
 def export_run(workdir: str, out_dir: str | None = None, *,
                int8: bool = True, progress: bool = True,
                workers: int | None = None,
-               folders: Collection[str] | None = None) -> dict[str, Any]:
+               folders: Collection[str] | None = None,
+               micro: bool = False,
+               budget: micro_export.Budget = micro_export.Budget()
+               ) -> dict[str, Any]:
   """Exports the best checkpoint of ``workdir`` in every form; see module doc.
 
   ``workers``: processes that measure the TFLite models' accuracy while the
-  next one converts (default: one per core). ``folders``: the
+  next one converts (default: one per core, or 0 for a test split under
+  ``IN_PROCESS_SPLIT_CLIPS`` clips; 0 measures each model in this process
+  right after it converts, which saves starting processes that would take
+  longer to import TensorFlow than to measure). ``folders``: the
   ``TFLITE_MODELS`` to write (default: all; ``int8=False`` drops the int8
-  ones).
+  ones). ``micro``: also the full-integer streaming model for TensorFlow
+  Lite Micro and its C files (``kws_jax.export.micro``), first, so a model
+  over ``budget`` fails before the other conversions.
 
   Returns the manifest (also written to ``out_dir/manifest.json``).
 
@@ -261,6 +272,13 @@ def export_run(workdir: str, out_dir: str | None = None, *,
                     if model.supports_step or form == 'non_stream']
   if not model.supports_step:
     say(f'{model.name} cannot stream: exporting its non-streaming forms only')
+  micro_entry = None
+  if micro:
+    micro_entry = _export_micro(out_dir, model, params, train_inputs, inputs,
+                                labels, budget)
+    say(f'{micro_entry["file"]}: {micro_entry["flash_bytes"]:,} bytes, '
+        f'arena {micro_entry["arena_bytes"]:,} bytes, int8 stream accuracy '
+        f'{micro_entry["accuracy_test_split_litert_int8"]["reset1"]:.2f}%')
   for form in exported_forms:
     savedmodel.save(form, model, params, os.path.join(out_dir, form))
     say(f'SavedModel {form}/')
@@ -309,12 +327,37 @@ def export_run(workdir: str, out_dir: str | None = None, *,
                                             'stream_state_external.tflite'))
   manifest = _manifest(config, model, label_names, results, jax_accuracy,
                        parity, len(labels), _operating_point(workdir))
+  if micro_entry is not None:
+    manifest['micro'] = micro_entry
   _write(os.path.join(out_dir, 'manifest.json'),
          json.dumps(manifest, indent=2) + '\n')
   say(f'exported to {out_dir} in {time.time() - started:.0f} s' + (
       '' if parity is None else
       f'; float streaming TFLite vs JAX step: max |logit diff| {parity:.1e}'))
   return manifest
+
+
+def _export_micro(out_dir: str, model: Model, params: Any,
+                  train_inputs: np.ndarray, test_inputs: np.ndarray,
+                  test_labels: np.ndarray, budget: micro_export.Budget
+                  ) -> dict[str, Any]:
+  """``micro_export.export_micro`` on frontend features of the clips."""
+  def features(inputs: np.ndarray) -> np.ndarray:
+    if model.preprocess != 'raw':
+      return inputs
+    frontend = jax.jit(lambda audio: model.frontend.apply({}, audio))
+    return np.concatenate([np.asarray(frontend(inputs[i:i + 100]))
+                           for i in range(0, len(inputs), 100)])
+
+  picked = np.random.default_rng(0).choice(
+      len(train_inputs), min(CALIBRATION_CLIPS['stream_state_external'],
+                             len(train_inputs)), replace=False)
+  return micro_export.export_micro(
+      out_dir, model, params,
+      lambda m, clips: representative_dataset('stream_state_external', m,
+                                              params, clips),
+      features(train_inputs[picked]), features(test_inputs), test_labels,
+      budget)
 
 
 def read_label_names(workdir: str) -> list[str]:
@@ -364,7 +407,8 @@ class _AccuracyPool:
   reset1 and reset0) with a one-thread interpreter, so the measurements run
   side by side, one per core. The clips go to the workers once, as a
   memory-mapped .npy file. Workers are spawned (never forked: the parent
-  holds TensorFlow's threads).
+  holds TensorFlow's threads). With ``workers=0`` each model is measured
+  in this process when it is submitted.
   """
 
   def __init__(self, inputs: np.ndarray, labels: np.ndarray, block_size: int,
@@ -374,25 +418,41 @@ class _AccuracyPool:
     np.save(self.inputs_path, inputs)
     np.save(self.labels_path, labels)
     self.block_size = block_size
-    self.workers = workers or len(os.sched_getaffinity(0))
-    if self.workers < 1:
-      raise ValueError(f'workers={workers}, expected >= 1')
+    if workers is None:  # processes pay off on a large split only
+      workers = (0 if len(labels) < IN_PROCESS_SPLIT_CLIPS
+                 else len(os.sched_getaffinity(0)))
+    self.workers = workers
+    if self.workers < 0:
+      raise ValueError(f'workers={workers}, expected >= 0 (0: measure in '
+                       'this process)')
     self.futures: dict[tuple[str, str], concurrent.futures.Future] = {}
     self.executor = None
 
   def __enter__(self) -> '_AccuracyPool':
-    self.executor = concurrent.futures.ProcessPoolExecutor(
-        self.workers, mp_context=multiprocessing.get_context('spawn'))
+    if self.workers:
+      self.executor = concurrent.futures.ProcessPoolExecutor(
+          self.workers, mp_context=multiprocessing.get_context('spawn'))
     return self
 
   def __exit__(self, *exc_info) -> None:
-    self.executor.shutdown(wait=True, cancel_futures=True)
+    if self.executor is not None:
+      self.executor.shutdown(wait=True, cancel_futures=True)
+
+  def _run(self, function, *args) -> concurrent.futures.Future:
+    if self.executor is not None:
+      return self.executor.submit(function, *args)
+    future = concurrent.futures.Future()
+    try:
+      future.set_result(function(*args))
+    except Exception as error:  # pylint: disable=broad-except
+      future.set_exception(error)  # raised by results(), as from a worker
+    return future
 
   def submit(self, folder: str, form: str, path: str) -> None:
     keys = ['non_stream'] if form == 'non_stream' else ['reset1', 'reset0']
     for key in keys:
       reset = None if key == 'non_stream' else int(key[-1])
-      self.futures[folder, key] = self.executor.submit(
+      self.futures[folder, key] = self._run(
           accuracy.tflite_accuracy, path, form, reset, self.inputs_path,
           self.labels_path, self.block_size)
 

@@ -97,6 +97,45 @@ def convert_int8(saved_model_dir: str,
   return flatbuffer
 
 
+def convert_full_int8(
+    saved_model_dir: str,
+    representative: Callable[[], Iterable[dict[str, np.ndarray]]]) -> bytes:
+  """Every tensor integer: int8 inputs, outputs and activations, int8
+  per-channel weights, int32 biases, int8 builtin kernels only.
+
+  The converter gives a tensor that a streaming state buffer copies (slices
+  and concatenations of ``state_*`` inputs into ``state_*`` outputs) one
+  scale throughout, so each state output has its input's quantization;
+  ``kws_jax.export.micro.check_full_integer`` verifies that and the rest.
+
+  Raises:
+    ExportError: an op without an int8 kernel (named by the converter).
+  """
+  converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  converter.representative_dataset = representative
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  converter.inference_input_type = tf.int8
+  converter.inference_output_type = tf.int8
+  try:
+    flatbuffer = converter.convert()
+  except Exception as error:  # pylint: disable=broad-exception-caught
+    raise ExportError(f'{saved_model_dir}: full-integer conversion failed: '
+                      f'{str(error)[-600:]}') from None
+  check_builtin_ops(flatbuffer, saved_model_dir)
+  return flatbuffer
+
+
+def tensor_types(flatbuffer: bytes) -> dict[str, str]:
+  """Tensor name -> TFLite type name ('INT8', 'FLOAT32', ...), subgraph 0."""
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  names = {code: name for name, code in vars(schema.TensorType).items()
+           if not name.startswith('_')}
+  subgraph = schema.Model.GetRootAs(flatbuffer, 0).Subgraphs(0)
+  return {subgraph.Tensors(i).Name().decode(): names[subgraph.Tensors(i).Type()]
+          for i in range(subgraph.TensorsLength())}
+
+
 def float_node_names(flatbuffer: bytes, scopes: Iterable[str]) -> list[str]:
   """Output tensor names of the ops up to the last op of ``scopes``."""
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top

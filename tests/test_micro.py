@@ -1,0 +1,156 @@
+"""The full-integer streaming model for TensorFlow Lite Micro (export --micro)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip('tflite_micro')
+
+from kws_jax.export import ExportError, export_run  # pylint: disable=g-import-not-at-top
+from kws_jax.export import micro, micro_runtime
+from kws_jax.layers import scan_steps
+from kws_jax.train import load_run, train_and_evaluate
+from test_train import tiny_config, tiny_data  # pylint: disable=unused-import
+from zoo_testing import assert_micro_export
+
+
+@pytest.fixture(scope='module')
+def micro_run(tiny_data, tmp_path_factory):  # pylint: disable=redefined-outer-name
+  """A tiny CNN on MFCC features, exported with --micro only."""
+  workdir = str(tmp_path_factory.mktemp('micro') / 'run')
+  train_and_evaluate(tiny_config(tiny_data), workdir, progress=False)
+  manifest = export_run(workdir, progress=False, workers=0, folders=(),
+                        micro=True)
+  with open(os.path.join(workdir, manifest['micro']['file']), 'rb') as file:
+    flatbuffer = file.read()
+  return workdir, manifest, flatbuffer
+
+
+def test_the_cnn_is_full_integer_and_tflm_matches_litert(micro_run):  # pylint: disable=redefined-outer-name
+  workdir, manifest, _ = micro_run
+  assert_micro_export(workdir, manifest)
+  entry = manifest['micro']
+  assert set(entry['inputs']) == {'features', 'state_conv2d_0',
+                                  'state_conv2d_1', 'state_flatten'}
+  assert entry['inputs']['features']['shape'] == [1, 1, 20]
+  assert entry['macs_per_step'] > 0
+  # Only the micro form was asked for.
+  assert not manifest['tflite']
+  assert set(entry['accuracy_test_split_litert_int8']) == {'reset1', 'reset0'}
+
+
+def test_the_arena_is_the_smallest_that_works(micro_run):  # pylint: disable=redefined-outer-name
+  _, manifest, flatbuffer = micro_run
+  arena = manifest['micro']['arena_bytes']
+  assert micro_runtime._runs(flatbuffer, arena)  # pylint: disable=protected-access
+  assert not micro_runtime._runs(flatbuffer, arena - 1)  # pylint: disable=protected-access
+  stream = micro_runtime.tflm_stream(flatbuffer, arena)
+  assert stream(np.zeros((1, 1, 20), np.int8)).shape == (4,)
+
+
+def test_dequantized_logits_follow_the_float_step(micro_run):  # pylint: disable=redefined-outer-name
+  workdir, _, flatbuffer = micro_run
+  _, model, params = load_run(workdir)
+  features = np.random.default_rng(0).normal(
+      0, 3, (1, 60, 20)).astype(np.float32)
+  _, expected = scan_steps(model, params, jnp.asarray(features))
+  stream = micro.FloatFacing(micro_runtime.tflm_stream(flatbuffer))
+  got = np.stack([stream(features[:, i:i + 1]) for i in range(60)])
+  expected = np.asarray(expected[0])
+  # int8 rounding through four layers: a few units of the logits' scale.
+  unit = stream.stream.outputs['logits'].scale
+  error = float(np.max(np.abs(got - expected)))
+  assert error < 8 * unit + 0.1 * np.ptp(expected), (error, unit)
+  assert np.corrcoef(got.ravel(), expected.ravel())[0, 1] > 0.9
+
+
+def test_the_c_array_holds_the_model(micro_run):  # pylint: disable=redefined-outer-name
+  workdir, manifest, flatbuffer = micro_run
+  folder = os.path.join(workdir, 'micro')
+  with open(os.path.join(folder, 'model_data.cc'), encoding='utf-8') as f:
+    source = f.read()
+  assert 'alignas(16) const unsigned char g_kws_model[]' in source
+  data = bytes(int(h, 16) for h in re.findall(r'0x([0-9a-f]{2})', source))
+  assert data == flatbuffer
+  assert f'g_kws_model_len = {len(flatbuffer)};' in source
+  with open(os.path.join(folder, 'example.cc'), encoding='utf-8') as f:
+    example = f.read()
+  arena = manifest['micro']['arena_bytes']
+  assert f'constexpr int kTensorArenaSize = {arena};' in example
+  registered = re.findall(r'resolver\.(Add\w+)\(\);', example)
+  assert registered == [micro.resolver_method(op)
+                        for op in manifest['micro']['ops']]
+  assert f'MicroMutableOpResolver<{len(registered)}>' in example
+
+
+@pytest.mark.skipif(shutil.which('g++') is None, reason='no C++ compiler')
+def test_the_c_source_compiles_to_the_same_bytes(micro_run, tmp_path):  # pylint: disable=redefined-outer-name
+  workdir, _, flatbuffer = micro_run
+  folder = os.path.join(workdir, 'micro')
+  main = tmp_path / 'dump.cc'
+  main.write_text(
+      '#include <cstdio>\n#include <cstdint>\n#include "model_data.h"\n'
+      'int main() {\n'
+      '  if (reinterpret_cast<std::uintptr_t>(g_kws_model) % 16) return 2;\n'
+      '  fwrite(g_kws_model, 1, g_kws_model_len, stdout);\n  return 0;\n}\n')
+  binary = tmp_path / 'dump'
+  subprocess.run(['g++', '-std=c++17', '-I', folder, str(main),
+                  os.path.join(folder, 'model_data.cc'), '-o', str(binary)],
+                 check=True, capture_output=True)
+  result = subprocess.run([str(binary)], capture_output=True, check=True)
+  assert result.stdout == flatbuffer
+
+
+@pytest.mark.parametrize('budget, message', [
+    (micro.Budget(max_arena_bytes=1000),
+     r'needs a 1,001-byte tensor arena \(limit --max-arena-bytes 1,000\);'),
+    (micro.Budget(max_flash_bytes=2000),
+     r'needs 2,001 bytes of flash \(limit --max-flash-bytes 2,000\);'),
+    (micro.Budget(1000, 2000), r'arena .* and 2,001 bytes of flash'),
+])
+def test_the_budget_names_every_figure_over_its_limit(budget, message):
+  with pytest.raises(ExportError, match=message):
+    budget.check(1001, 2001)
+  budget.check(1000, 2000)  # at the limits: fits
+
+
+def test_a_model_over_the_budget_is_refused_before_anything_is_written(
+    micro_run, tmp_path):  # pylint: disable=redefined-outer-name
+  workdir, manifest, _ = micro_run
+  arena = manifest['micro']['arena_bytes']
+  out = tmp_path / 'out'
+  with pytest.raises(ExportError, match=f'needs a {arena:,}-byte tensor arena'):
+    export_run(workdir, str(out), progress=False, workers=0, folders=(),
+               micro=True, budget=micro.Budget(max_arena_bytes=arena - 1))
+  assert not (out / 'micro').exists() and not (out / 'manifest.json').exists()
+
+
+def test_budget_flags_need_micro(micro_run):  # pylint: disable=redefined-outer-name
+  result = subprocess.run(
+      [sys.executable, '-m', 'kws_jax.export', '--workdir', micro_run[0],
+       '--max-arena-bytes', '1000'], capture_output=True, text=True,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert result.returncode == 2
+  assert '--max-arena-bytes and --max-flash-bytes need --micro' in result.stderr
+
+
+@pytest.mark.parametrize('op, method', [
+    ('CONV_2D', 'AddConv2D'), ('DEPTHWISE_CONV_2D', 'AddDepthwiseConv2D'),
+    ('FULLY_CONNECTED', 'AddFullyConnected'), ('LOGISTIC', 'AddLogistic'),
+    ('AVERAGE_POOL_2D', 'AddAveragePool2D'), ('BATCH_MATMUL', 'AddBatchMatMul'),
+    ('STRIDED_SLICE', 'AddStridedSlice')])
+def test_resolver_methods(op, method):
+  assert micro.resolver_method(op) == method
+
+
+def test_a_block_of_the_wrong_type_is_refused(micro_run):  # pylint: disable=redefined-outer-name
+  stream = micro_runtime.litert_stream(micro_run[2])
+  with pytest.raises(ValueError, match=r"input 'features' is float32 \(1, 1, "
+                     r'20\), expected int8 \(1, 1, 20\) \(quantize'):
+    stream(np.zeros((1, 1, 20), np.float32))
