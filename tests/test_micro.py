@@ -48,8 +48,8 @@ def test_the_cnn_is_full_integer_and_tflm_matches_litert(micro_run):  # pylint: 
 def test_the_arena_is_the_smallest_that_works(micro_run):  # pylint: disable=redefined-outer-name
   _, manifest, flatbuffer = micro_run
   arena = manifest['micro']['arena_bytes']
-  assert micro_runtime._runs(flatbuffer, arena)  # pylint: disable=protected-access
-  assert not micro_runtime._runs(flatbuffer, arena - 1)  # pylint: disable=protected-access
+  assert micro_runtime._runs_here(flatbuffer, arena)  # pylint: disable=protected-access
+  assert not micro_runtime._runs_here(flatbuffer, arena - 1)  # pylint: disable=protected-access
   stream = micro_runtime.tflm_stream(flatbuffer, arena)
   assert stream(np.zeros((1, 1, 20), np.int8)).shape == (4,)
 

@@ -18,10 +18,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 
 import numpy as np
+
+# Where `kws_jax` imports from, for the probe processes.
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 _NUMPY_TYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64,
                 7: np.int16, 9: np.int8}
@@ -205,9 +211,10 @@ def litert_stream(flatbuffer: bytes) -> QuantizedStream:
   return QuantizedStream(lambda values: runner(**values), inputs, outputs)
 
 
-def _runs(flatbuffer: bytes, arena_size: int,
-          said: list[str] | None = None) -> bool:
-  """Whether TFLM allocates and invokes the model in ``arena_size`` bytes."""
+def _runs_here(flatbuffer: bytes, arena_size: int,
+               said: list[str] | None = None) -> bool:
+  """Whether TFLM allocates and invokes the model in ``arena_size`` bytes,
+  tried in this process."""
   inputs, _ = signature(flatbuffer)
   try:
     with _quiet_stderr(said):
@@ -221,8 +228,28 @@ def _runs(flatbuffer: bytes, arena_size: int,
   return True
 
 
+# A probe in a child process: TFLM's Python wrapper crashes (SIGSEGV) on
+# some arenas too small for a model instead of failing the allocation.
+_PROBE = """
+import sys
+from kws_jax.export.micro_runtime import _runs_here
+with open(sys.argv[1], 'rb') as file:
+  sys.exit(0 if _runs_here(file.read(), int(sys.argv[2])) else 1)
+"""
+
+
+def _runs(path: str, arena_size: int) -> bool:
+  """Whether TFLM runs the model at ``path`` in ``arena_size`` bytes; a
+  probe that crashes counts as not running."""
+  result = subprocess.run([sys.executable, '-c', _PROBE, path,
+                           str(arena_size)], capture_output=True, check=False,
+                          cwd=_PACKAGE_ROOT)
+  return result.returncode == 0
+
+
 def smallest_arena(flatbuffer: bytes) -> int:
-  """The fewest tensor-arena bytes TFLM runs ``flatbuffer`` in (bisection).
+  """The fewest tensor-arena bytes TFLM runs ``flatbuffer`` in (bisection,
+  each probe in a child process).
 
   Measured on this 64-bit host: TFLM's bookkeeping structs hold pointers,
   so a 32-bit microcontroller needs the same or slightly less.
@@ -233,14 +260,18 @@ def smallest_arena(flatbuffer: bytes) -> int:
   """
   high = 10 * len(flatbuffer) + (1 << 20)
   said = []
-  if not _runs(flatbuffer, high, said):
+  if not _runs_here(flatbuffer, high, said):
     raise RuntimeError(f'TFLM cannot run the model even with a {high:,}-byte '
                        f'arena; it said: {said[-1].strip()[-600:]}')
-  low = 0  # known not to work
-  while high - low > 1:
-    middle = (low + high) // 2
-    if _runs(flatbuffer, middle):
-      high = middle
-    else:
-      low = middle
+  with tempfile.TemporaryDirectory() as scratch:
+    path = os.path.join(scratch, 'model.tflite')
+    with open(path, 'wb') as file:
+      file.write(flatbuffer)
+    low = 0  # known not to work
+    while high - low > 1:
+      middle = (low + high) // 2
+      if _runs(path, middle):
+        high = middle
+      else:
+        low = middle
   return high

@@ -36,7 +36,10 @@ class FeatureMean(base.Layer):
   """Mean over the feature axis, kept with size 1 (a keepdims mean).
 
   ``[batch, time, F, C]`` -> ``[batch, time, 1, C]``. Frame-wise and
-  stateless: ``lookback`` 0, a step is the mean of each frame.
+  stateless: ``lookback`` 0, a step is the mean of each frame. Computed as
+  an average pool over the whole feature axis, which TFLite converts to
+  AVERAGE_POOL_2D: a mean becomes SUM and MUL, and TFLite Micro's int8 SUM
+  rounds unlike LiteRT's (up to 128 units apart on BC-ResNet).
   """
 
   name: str = 'feature_mean'
@@ -51,7 +54,11 @@ class FeatureMean(base.Layer):
             rng: Array | None = None) -> Array:
     del params, train, rng
     base.check_rank(self.name, x, 2)
-    return jnp.mean(x, axis=2, keepdims=True)
+    features = x.shape[2]
+    window = (1, 1, features) + (1,) * (x.ndim - 3)
+    total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window,
+                                  (1,) * x.ndim, 'VALID')
+    return total / features
 
 
 @dataclasses.dataclass(frozen=True)
