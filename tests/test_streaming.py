@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import cnn as cnn_config
+from experiments.configs import gru as gru_config
 from kws_jax.models import build_model, streaming
 from tests.test_train import tiny_config
 
@@ -53,6 +54,25 @@ def test_long_stream_in_segments_equals_one_stream(rng, segment_steps,
                                    segment_steps=segment_steps,
                                    batch_size=batch_size)
   steps = 230 + (samples_extra > 0)
+  padded = np.pad(audio, (0, steps * size - len(audio)))
+  assert logits.shape == (steps, model.label_count)
+  np.testing.assert_allclose(logits, stepped_logits(model, params, padded),
+                             atol=2e-5)
+
+
+@pytest.mark.parametrize('samples_extra', [0, 5])
+def test_a_recurrent_model_streams_in_order_and_exactly(rng, samples_extra):
+  config = tiny_config('unused')
+  config.model = gru_config.get_config().model
+  config.model.update(preprocess='raw', gru_units='6', units1='8',
+                      act1="'relu'")
+  model = build_model(config)
+  params = model.init(jax.random.key(4))
+  assert streaming.warmup_steps(model) is None  # its state never forgets
+  size = streaming.block_samples(model)
+  audio = rng.uniform(-0.5, 0.5, 50 * size + samples_extra).astype(np.float32)
+  logits = streaming.stream_logits(model, params, audio, segment_steps=16)
+  steps = 50 + (samples_extra > 0)
   padded = np.pad(audio, (0, steps * size - len(audio)))
   assert logits.shape == (steps, model.label_count)
   np.testing.assert_allclose(logits, stepped_logits(model, params, padded),

@@ -15,7 +15,9 @@ into overlapping segments, scans them as a batch and stitches the logits
 back: equal, to float rounding, to stepping the whole recording block by
 block from the zero state. Each segment after the first starts with a
 warm-up of ``warmup_steps(model)`` steps, more than the receptive field, so
-that its state is the one the uninterrupted stream would have.
+that its state is the one the uninterrupted stream would have; a model with
+an unbounded receptive field (recurrent) steps through the segments in
+order instead.
 """
 
 from __future__ import annotations
@@ -56,9 +58,14 @@ def receptive_field_samples(model: Model) -> int:
   return model.audio_model.receptive_field
 
 
-def warmup_steps(model: Model) -> int:
-  """Steps after which a stream's state no longer depends on where it began."""
-  return math.ceil(receptive_field_samples(model) / block_samples(model)) + 1
+def warmup_steps(model: Model) -> int | None:
+  """Steps after which a stream's state no longer depends on where it began;
+  None when it always does (a recurrent layer, the micro frontend's noise
+  estimate: an unbounded receptive field)."""
+  field = receptive_field_samples(model)
+  if math.isinf(field):
+    return None
+  return math.ceil(field / block_samples(model)) + 1
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -82,6 +89,34 @@ def scan_logits(model: Model, params: Any, audio: Array) -> Array:
   return jnp.moveaxis(logits, 0, 1)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _scan_from(model: Model, params: Any, state: Any, audio: Array
+               ) -> tuple[Any, Array]:
+  """``scan_logits`` of one stream ``[1, S * block]`` from ``state``."""
+  size = block_samples(model)
+  blocks = audio.reshape(1, -1, size).transpose(1, 0, 2)
+  state, logits = jax.lax.scan(
+      lambda s, b: audio_step(model, params, s, b), state, blocks)
+  return state, jnp.moveaxis(logits, 0, 1)
+
+
+def _stream_in_order(model: Model, params: Any, padded: np.ndarray,
+                     segment_steps: int, progress: bool, description: str
+                     ) -> np.ndarray:
+  """Logits of ``padded`` (whole segments of blocks) stepped in order, one
+  segment per call, the state carried from each to the next."""
+  size = block_samples(model)
+  length = segment_steps * size
+  state = init_audio_state(model, 1)
+  logits = []
+  for start in tqdm.trange(0, len(padded), length, desc=description,
+                           unit='segment', disable=not progress):
+    state, out = _scan_from(model, params, state,
+                            jnp.asarray(padded[None, start:start + length]))
+    logits.append(np.asarray(out[0]))
+  return np.concatenate(logits)
+
+
 def stream_logits(model: Model, params: Any, audio: np.ndarray, *,
                   segment_steps: int = 1024, batch_size: int = 16,
                   progress: bool = False, description: str = 'streaming'
@@ -93,7 +128,9 @@ def stream_logits(model: Model, params: Any, audio: np.ndarray, *,
   segments of ``segment_steps`` steps, each after the first preceded by
   ``warmup_steps(model)`` steps of the audio before it, and ``batch_size``
   segments are scanned at a time (one compiled shape; fewer when the
-  recording has fewer segments).
+  recording has fewer segments). A model whose state never forgets
+  (``warmup_steps`` None: recurrent layers) is stepped through the segments
+  in order instead, one at a time, carrying its state: exact, not batched.
 
   Raises:
     ValueError: audio that is not 1-D, empty or not finite; segment_steps or
@@ -111,6 +148,12 @@ def stream_logits(model: Model, params: Any, audio: np.ndarray, *,
   size = block_samples(model)
   steps = math.ceil(len(audio) / size)
   warmup = warmup_steps(model)
+  if warmup is None:
+    padded = np.zeros(math.ceil(steps / segment_steps) * segment_steps * size,
+                      np.float32)
+    padded[:len(audio)] = audio
+    return _stream_in_order(model, params, padded, segment_steps, progress,
+                            description)[:steps]
   # Segment k holds steps [k * segment_steps, (k + 1) * segment_steps) plus
   # the warm-up before them; the first segment's warm-up slots are its own
   # first steps, so every segment has warmup + segment_steps steps.
