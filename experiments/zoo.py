@@ -15,7 +15,11 @@ config sets its own; no SpecAugment), exports every form, and measures:
 * streaming latency per step on 1 thread: the float and int8 TFLite models
   under LiteRT, and the jitted JAX step (median over 200 steps);
 * training examples/s of the jitted train step at batch 50;
-* test accuracy of the JAX model and of the int8 TFLite model.
+* test accuracy of the JAX model and of the int8 TFLite model;
+* the full-integer model for TensorFlow Lite Micro (``export --micro``):
+  flash and tensor-arena bytes, its int8 streaming test accuracy under
+  TFLM (reset1) and TFLM's time per step on this host (a relative figure: TFLM's
+  reference kernels are not tuned for x86).
 
 Writes ``<out>/zoo.json`` (atomically; a finished model is not run again)
 and prints the Markdown table of ``experiments/RESULTS.md``.
@@ -150,7 +154,7 @@ def measure(name: str, args) -> dict:
   config = config_for(name, args.data, args.steps, args.wanted_words)
   workdir = os.path.join(args.out, name)
   result = train_and_evaluate(config, workdir, progress=True)
-  manifest = export_run(workdir, progress=True)
+  manifest = export_run(workdir, progress=True, micro=True)
   model = build_model(
       config, auto_conv_implementation=cli.preferred_conv_implementation())
   _, _, params = load_run(workdir)
@@ -168,6 +172,26 @@ def measure(name: str, args) -> dict:
           'quantize_int8_tflite_non_stream']['accuracy']['non_stream'],
       'steps': args.steps,
       'learning_rate': float(config.schedule.learning_rate),
+      'test_accuracy_stream_reset1': manifest['accuracy_test_split']['jax'][
+          'stream_reset1'],
+      **micro_figures(manifest['micro']),
+  }
+
+
+def micro_figures(entry: dict) -> dict:
+  """The zoo's columns of the manifest's ``micro`` entry."""
+  return {
+      'micro_flash_bytes': entry['flash_bytes'],
+      'micro_arena_bytes': entry['arena_bytes'],
+      'micro_macs_per_step': entry['macs_per_step'],
+      'micro_accuracy_reset1': entry['accuracy_test_split']['tflm_reset1'],
+      'micro_accuracy_litert_reset1': entry['accuracy_test_split'][
+          'litert_reset1'],
+      'micro_tflm_ms_per_step': entry['tflm_vs_litert'][
+          'tflm_ms_per_step_host'],
+      'micro_tflm_vs_litert': {
+          k: v for k, v in entry['tflm_vs_litert'].items()
+          if k.startswith('litert')},
   }
 
 
@@ -186,6 +210,24 @@ def table(results: dict) -> str:
         f'{r["latency_ms_jax_step"]:.2f} ms | '
         f'{r["train_examples_per_s"]:.0f} | {r["test_accuracy"]:.1f}% '
         f'({r["test_accuracy_int8_tflite"]:.1f}%) |')
+  return '\n'.join(lines)
+
+
+def micro_table(results: dict) -> str:
+  """The full-integer (TFLM) rows of the models measured with --micro."""
+  lines = ['| model | flash | arena | MACs/step | float stream acc | '
+           'full-int8 stream acc | TFLM ms/step (host) |',
+           '|---|---:|---:|---:|---:|---:|---:|']
+  for name, r in results.items():
+    if 'micro_arena_bytes' not in r:
+      continue
+    lines.append(
+        f'| {name} | {r["micro_flash_bytes"] / 1024:,.0f} KiB | '
+        f'{r["micro_arena_bytes"] / 1024:,.1f} KiB | '
+        f'{r["micro_macs_per_step"]:,} | '
+        f'{r["test_accuracy_stream_reset1"]:.1f}% | '
+        f'{r["micro_accuracy_reset1"]:.1f}% | '
+        f'{r["micro_tflm_ms_per_step"]:.2f} |')
   return '\n'.join(lines)
 
 
@@ -219,6 +261,8 @@ def main() -> None:
     result.setdefault('step_ms', build_model(config_for(
         name, args.data, args.steps, args.wanted_words)).step_ms)
   print(table(results))
+  print()
+  print(micro_table(results))
 
 
 if __name__ == '__main__':

@@ -68,7 +68,9 @@ def default_config() -> ml_collections.ConfigDict:
   })
   # Feature extraction: kws_streaming's `mfcc_tf` (see kws_jax.frontend).
   config.frontend = ml_collections.ConfigDict({
-      'name': 'mfcc',  # or 'speech_embedding' (a section of its own)
+      # 'micro' (TFLM's frontend: micro_frontend.micro_frontend_config())
+      # and 'speech_embedding' have sections of their own.
+      'name': 'mfcc',
       'window_size_ms': 40.0,
       'window_stride_ms': 20.0,
       'fft_length': 0,  # 0: next power of two >= the window

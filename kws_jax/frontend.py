@@ -41,8 +41,60 @@ WINDOW_TYPES = ('hann', 'hann_offset', 'none')
 DFT_IMPLEMENTATIONS = ('fft', 'matmul')
 
 
+class FramedAudio:
+  """The framing geometry of an audio frontend (a mixin for ``base.Layer``).
+
+  Audio ``[batch, samples]`` is cut into windows of ``window_size_ms`` every
+  ``window_stride_ms`` (``padding`` 'valid' or 'semicausal', see
+  ``TimeWindow``), one feature frame of ``num_features`` per window. The
+  layer defines ``name``, ``sample_rate``, the two durations, ``padding`` and
+  ``num_features``.
+  """
+
+  @property
+  def window_samples(self) -> int:
+    return int(round(self.sample_rate * self.window_size_ms / 1000.0))
+
+  @property
+  def stride_samples(self) -> int:
+    return int(round(self.sample_rate * self.window_stride_ms / 1000.0))
+
+  @property
+  def block_size(self) -> int:
+    return self.stride_samples
+
+  @property
+  def window(self) -> TimeWindow:
+    """Windows of ``window_samples`` every ``stride_samples``, placed by ``padding``."""
+    return TimeWindow(self.window_samples, self.stride_samples, self.padding)
+
+  @property
+  def pads_past(self) -> bool:
+    return self.window.left_pad > 0
+
+  @property
+  def lookback(self) -> int:
+    return self.window.lookback
+
+  def output_length(self, length: int) -> int:
+    frames = self.window.output_length(length)
+    if frames < 1:
+      raise ValueError(
+          f'{self.name}: audio has {length} samples, expected at least one '
+          f'window of {self.window_samples} samples '
+          f'({self.window_size_ms:g} ms at {self.sample_rate} Hz).')
+    return frames
+
+  def output_shape(self, in_shape: base.Shape) -> base.Shape:
+    if tuple(in_shape) != ():
+      raise ValueError(
+          f'{self.name}: expects audio [batch, samples] (frames of shape ()), '
+          f'got frames of shape {tuple(in_shape)}.')
+    return (self.num_features,)
+
+
 @dataclasses.dataclass(frozen=True)
-class MfccFrontend(base.Layer):
+class MfccFrontend(FramedAudio, base.Layer):
   """Audio ``[batch, samples]`` -> features ``[batch, frames, num_features]``.
 
   Attributes:
@@ -128,14 +180,6 @@ class MfccFrontend(base.Layer):
   # -- Geometry ---------------------------------------------------------------
 
   @property
-  def window_samples(self) -> int:
-    return int(round(self.sample_rate * self.window_size_ms / 1000.0))
-
-  @property
-  def stride_samples(self) -> int:
-    return int(round(self.sample_rate * self.window_stride_ms / 1000.0))
-
-  @property
   def fft_size(self) -> int:
     if self.fft_length is not None:
       return self.fft_length
@@ -146,41 +190,8 @@ class MfccFrontend(base.Layer):
     return self.dct_num_features or self.mel_num_bins
 
   @property
-  def block_size(self) -> int:
-    return self.stride_samples
-
-  @property
-  def window(self) -> TimeWindow:
-    """Windows of ``window_samples`` every ``stride_samples``, placed by ``padding``."""
-    return TimeWindow(self.window_samples, self.stride_samples, self.padding)
-
-  @property
-  def pads_past(self) -> bool:
-    return self.window.left_pad > 0
-
-  @property
-  def lookback(self) -> int:
-    return self.window.lookback
-
-  @property
   def receptive_field(self) -> int:
     return self.window_samples
-
-  def output_length(self, length: int) -> int:
-    frames = self.window.output_length(length)
-    if frames < 1:
-      raise ValueError(
-          f'{self.name}: audio has {length} samples, expected at least one '
-          f'window of {self.window_samples} samples '
-          f'({self.window_size_ms} ms at {self.sample_rate} Hz).')
-    return frames
-
-  def output_shape(self, in_shape: base.Shape) -> base.Shape:
-    if tuple(in_shape) != ():
-      raise ValueError(
-          f'{self.name}: expects audio [batch, samples] (frames of shape ()), '
-          f'got frames of shape {tuple(in_shape)}.')
-    return (self.num_features,)
 
   def step_macs(self, in_shape: base.Shape = ()) -> int:
     """One feature frame: the DFT, the mel and the DCT projections.
@@ -204,7 +215,7 @@ class MfccFrontend(base.Layer):
             rng: Array | None = None) -> Array:
     """``audio [batch, samples]`` -> ``[batch, frames, num_features]``."""
     del params, train, rng
-    _check_audio(self.name, audio)
+    check_audio(self.name, audio)
     return self.frame_features(self.frame(audio))
 
   def init_state(self, batch_size: int, in_shape: base.Shape = (),
@@ -405,7 +416,8 @@ def _preemphasis(frames: Array, coefficient: float) -> Array:
        frames[..., 1:] - coefficient * frames[..., :-1]], axis=-1)
 
 
-def _check_audio(name: str, audio: Array) -> None:
+def check_audio(name: str, audio: Array) -> None:
+  """Raises a ValueError naming the layer unless audio is float ``[batch, samples]``."""
   if audio.ndim != 2:
     raise ValueError(
         f'{name}: audio has shape {tuple(audio.shape)}, expected '

@@ -79,8 +79,9 @@ def train_and_export_tiny(data_dir: str, workdir: str, model_config,
 
 
 def assert_micro_export(workdir: str, manifest: dict) -> None:
-  """The full-integer model: integer tensors only, TFLM's states equal
-  LiteRT's bit for bit over a test clip and its logits within one unit."""
+  """The full-integer model: integer tensors only, TFLM's states equal to
+  LiteRT's reference kernels' bit for bit over a test clip, its logits
+  within one unit."""
   from kws_jax.export import tflite  # pylint: disable=g-import-not-at-top
   micro = manifest['micro']
   with open(os.path.join(workdir, micro['file']), 'rb') as file:
@@ -93,8 +94,10 @@ def assert_micro_export(workdir: str, manifest: dict) -> None:
              [*micro['inputs'].values(), *micro['outputs'].values()])
   runtimes = micro['tflm_vs_litert']
   assert runtimes['steps'] >= 40
-  assert runtimes['steps_with_different_states'] == 0
-  assert runtimes['max_logit_diff_int8_units'] <= 1
+  reference = runtimes['litert_reference']
+  assert reference['steps_with_different_states'] == 0
+  # FULLY_CONNECTED may requantize a near-tie one unit apart.
+  assert reference['max_logit_diff_int8_units'] <= 1
   assert 1000 < micro['arena_bytes'] < 10 * micro['flash_bytes'] + 2**20
 
 

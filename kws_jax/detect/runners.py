@@ -157,14 +157,15 @@ class TfliteRunner:
 
   Reads ``manifest.json`` from the export directory (the model folder's
   parent) for the labels, the sample rate and the input. A raw-audio model
-  takes the block itself; a feature model is fed frames of an MFCC frontend
-  rebuilt from the manifest and stepped in JAX.
+  takes the block itself; a feature model is fed frames of its frontend
+  (MFCC or micro) rebuilt from the manifest and stepped in JAX.
   """
 
   def __init__(self, path: str):
     import json  # pylint: disable=g-import-not-at-top
     from kws_jax.export.runtime import TfliteStreaming  # pylint: disable=g-import-not-at-top
     from kws_jax.frontend import MfccFrontend  # pylint: disable=g-import-not-at-top
+    from kws_jax.micro_frontend import MicroFrontend  # pylint: disable=g-import-not-at-top
     if not os.path.isfile(path):
       raise FileNotFoundError(f'{path}: no such TFLite model.')
     manifest_path = os.path.join(os.path.dirname(os.path.dirname(
@@ -182,8 +183,9 @@ class TfliteRunner:
     self.sample_rate = int(manifest['sample_rate'])
     step_frames = manifest['stream']['input']['shape'][1]
     self._frontend = None
-    if manifest['preprocess'] == 'mfcc':
-      self._frontend = MfccFrontend(**manifest['frontend'])
+    frontends = {'mfcc': MfccFrontend, 'micro': MicroFrontend}
+    if manifest['preprocess'] in frontends:
+      self._frontend = frontends[manifest['preprocess']](**manifest['frontend'])
       self.block_samples = self._frontend.stride_samples * step_frames
       self._frontend_step = jax.jit(self._frontend.step)
     else:

@@ -199,12 +199,16 @@ def tflm_stream(flatbuffer: bytes, arena_size: int | None = None
   return QuantizedStream(invoke, inputs, outputs)
 
 
-def litert_stream(flatbuffer: bytes) -> QuantizedStream:
-  """The model under LiteRT's builtin kernels (no XNNPACK delegate)."""
+def litert_stream(flatbuffer: bytes, reference: bool = False
+                  ) -> QuantizedStream:
+  """The model under LiteRT: its optimized builtin kernels (no XNNPACK
+  delegate), or with ``reference`` its reference kernels, the closest to
+  TFLM's arithmetic."""
   from ai_edge_litert.interpreter import Interpreter, OpResolverType  # pylint: disable=g-import-not-at-top
   interpreter = Interpreter(
       model_content=flatbuffer, num_threads=1,
       experimental_op_resolver_type=(
+          OpResolverType.BUILTIN_REF if reference else
           OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
   runner = interpreter.get_signature_runner('serving_default')
   inputs, outputs = signature(flatbuffer)

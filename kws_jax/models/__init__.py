@@ -10,6 +10,7 @@ import ml_collections
 
 from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import Layer, Sequential
+from kws_jax.micro_frontend import MicroFrontend
 from kws_jax.models import cnn, crnn, dnn, ds_cnn, gru, lstm
 from kws_jax.models import ds_tc_resnet
 from kws_jax.models import bc_resnet
@@ -37,12 +38,15 @@ ARCHITECTURES: dict[str, Callable[..., tuple[Layer, ...]]] = {
     'svdf_resnet': svdf_resnet.svdf_resnet,
 }
 
-PREPROCESSING = ('raw', 'mfcc')
+# model.preprocess: 'raw' takes audio (the frontend inside the model); the
+# others take features that the named frontend computes outside it.
+PREPROCESSING = ('raw', 'mfcc', 'micro')
 
 
 # config.frontend.name -> the frontend's dataclass.
 FRONTENDS: dict[str, type[Layer]] = {
     'mfcc': MfccFrontend,
+    'micro': MicroFrontend,
     'speech_embedding': SpeechEmbedding,
 }
 
@@ -96,8 +100,10 @@ def build_model(config: ml_collections.ConfigDict, *,
   speed); the model itself reads nothing from the environment.
 
   Raises:
-    ValueError: for an unknown architecture or preprocessing, or a
-      configuration that does not fit the input, with the input's size.
+    ValueError: for an unknown architecture or preprocessing, features of
+      another frontend than ``frontend.name`` ('mfcc' and 'micro' each
+      need their own frontend), or a configuration that does not fit the
+      input, with the input's size.
   """
   name, preprocess = config.model.name, config.model.preprocess
   if name not in ARCHITECTURES:
@@ -106,6 +112,18 @@ def build_model(config: ml_collections.ConfigDict, *,
   if preprocess not in PREPROCESSING:
     raise ValueError(f'model.preprocess is {preprocess!r}, expected one of '
                      f'{", ".join(PREPROCESSING)}.')
+  frontend_name = config.frontend.get('name', 'mfcc')
+  if preprocess != 'raw' and frontend_name != preprocess:
+    section = {'mfcc': 'kws_jax.config.default_config().frontend',
+               'micro': 'kws_jax.micro_frontend.micro_frontend_config()'}
+    others = ["model.preprocess='raw'"] + (
+        [f'model.preprocess={frontend_name!r}']
+        if frontend_name in PREPROCESSING else [])
+    raise ValueError(
+        f'model.preprocess is {preprocess!r}, which takes features of the '
+        f'{preprocess} frontend, but frontend.name is {frontend_name!r}; use '
+        f'the frontend section {section[preprocess]} (name {preprocess!r}), '
+        f'or {" or ".join(others)}.')
   model_config = config.model
   if model_config.get('conv_implementation') == 'auto':
     model_config = copy.deepcopy(model_config)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from kws_jax.layers import base
 from kws_jax.layers.sequential import Sequential
+from kws_jax.micro_frontend import MicroFrontend
 
 Array = jax.Array
 
@@ -23,8 +24,9 @@ class Model(base.Layer):
   Inputs are raw audio ``[batch, samples]`` when the network starts with the
   frontend (``preprocess='raw'``; a step then takes ``[batch, block]`` samples:
   320 for the MFCC frontend, 1280 for the speech embedding)
-  or features ``[batch, frames, features]`` (``preprocess='mfcc'``; a step
-  takes ``[batch, 1, features]``). Outputs are logits ``[batch, time_out,
+  or features ``[batch, frames, features]`` of the frontend, computed outside
+  the model (``preprocess='mfcc'``, or ``'micro'`` for TFLM's micro frontend;
+  a step takes ``[batch, 1, features]``). Outputs are logits ``[batch, time_out,
   label_count]``: one clip of ``clip_length`` input frames gives exactly one
   output frame, and a longer input gives the logits of every clip-long window
   (one per input step), which is what streaming computes.
@@ -38,9 +40,9 @@ class Model(base.Layer):
     input_shape: shape of one input frame: ``()`` for audio, ``(features,)``.
     clip_length: input frames (samples for audio) of one training clip.
     label_count: number of output classes.
-    frontend: the feature frontend (MFCC or speech embedding, without
-      trainable parameters), inside ``net`` for raw audio and applied
-      by the data pipeline for precomputed features.
+    frontend: the feature frontend (MFCC, micro or speech embedding,
+      without trainable parameters), inside ``net`` for raw audio and
+      applied by the data pipeline for precomputed features.
   """
 
   name: str
@@ -64,8 +66,11 @@ class Model(base.Layer):
 
   @property
   def preprocess(self) -> str:
-    """'raw' when the model takes audio, 'mfcc' when it takes features."""
-    return 'raw' if self.input_shape == () else 'mfcc'
+    """'raw' when the model takes audio; else the frontend whose features it
+    takes: 'micro' (``MicroFrontend``) or 'mfcc'."""
+    if self.input_shape == ():
+      return 'raw'
+    return 'micro' if isinstance(self.frontend, MicroFrontend) else 'mfcc'
 
   @property
   def body(self) -> Sequential:
@@ -76,7 +81,7 @@ class Model(base.Layer):
     which equals ``model.apply`` for raw-audio models and takes the same
     params.
     """
-    if self.preprocess == 'mfcc':
+    if self.preprocess != 'raw':
       return self.net
     return Sequential(self.name, self.net.layers[1:])
 
