@@ -86,7 +86,7 @@ def test_unknown_frontend_is_named():
   config = embedding_dnn.get_config()
   config.frontend.name = 'wav2vec'
   with pytest.raises(ValueError, match="frontend.name is 'wav2vec', expected "
-                     'one of mfcc, speech_embedding'):
+                     'one of mfcc, micro, speech_embedding'):
     build_model(config)
 
 

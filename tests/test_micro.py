@@ -22,11 +22,16 @@ from zoo_testing import assert_micro_export
 
 @pytest.fixture(scope='module')
 def micro_run(tiny_data, tmp_path_factory):  # pylint: disable=redefined-outer-name
-  """A tiny CNN on MFCC features, exported with --micro only."""
+  """The device's path: a tiny CNN on TFLM's frontend features, exported
+  with --micro and the float external-state stream."""
+  from kws_jax.micro_frontend import micro_frontend_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config(tiny_data)
+  config.frontend = micro_frontend_config(window_stride_ms=20.0)
+  config.model.preprocess = 'micro'
   workdir = str(tmp_path_factory.mktemp('micro') / 'run')
-  train_and_evaluate(tiny_config(tiny_data), workdir, progress=False)
-  manifest = export_run(workdir, progress=False, workers=0, folders=(),
-                        micro=True)
+  train_and_evaluate(config, workdir, progress=False)
+  manifest = export_run(workdir, progress=False, workers=0,
+                        folders=('tflite_stream_state_external',), micro=True)
   with open(os.path.join(workdir, manifest['micro']['file']), 'rb') as file:
     flatbuffer = file.read()
   return workdir, manifest, flatbuffer
@@ -36,12 +41,14 @@ def test_the_cnn_is_full_integer_and_tflm_matches_litert(micro_run):  # pylint: 
   workdir, manifest, _ = micro_run
   assert_micro_export(workdir, manifest)
   entry = manifest['micro']
+  assert manifest['preprocess'] == 'micro'
   assert set(entry['inputs']) == {'features', 'state_conv2d_0',
                                   'state_conv2d_1', 'state_flatten'}
-  assert entry['inputs']['features']['shape'] == [1, 1, 20]
+  assert entry['inputs']['features']['shape'] == [1, 1, 40]
   assert entry['macs_per_step'] > 0
-  # Only the micro form was asked for.
-  assert not manifest['tflite']
+  assert manifest['streaming_parity_max_abs_logit_diff'] <= 1e-4
+  # Only the float external-state stream was asked for besides.
+  assert set(manifest['tflite']) == {'tflite_stream_state_external'}
   assert set(entry['accuracy_test_split']) == {'tflm_reset1', 'litert_reset1',
                                                'litert_reset0'}
 
@@ -52,14 +59,14 @@ def test_the_arena_is_the_smallest_that_works(micro_run):  # pylint: disable=red
   assert micro_runtime._runs_here(flatbuffer, arena)  # pylint: disable=protected-access
   assert not micro_runtime._runs_here(flatbuffer, arena - 1)  # pylint: disable=protected-access
   stream = micro_runtime.tflm_stream(flatbuffer, arena)
-  assert stream(np.zeros((1, 1, 20), np.int8)).shape == (4,)
+  assert stream(np.zeros((1, 1, 40), np.int8)).shape == (4,)
 
 
 def test_dequantized_logits_follow_the_float_step(micro_run):  # pylint: disable=redefined-outer-name
   workdir, _, flatbuffer = micro_run
   _, model, params = load_run(workdir)
   features = np.random.default_rng(0).normal(
-      0, 3, (1, 60, 20)).astype(np.float32)
+      0.5, 0.2, (1, 60, 40)).astype(np.float32)
   _, expected = scan_steps(model, params, jnp.asarray(features))
   stream = micro.FloatFacing(micro_runtime.tflm_stream(flatbuffer))
   got = np.stack([stream(features[:, i:i + 1]) for i in range(60)])
@@ -153,28 +160,15 @@ def test_resolver_methods(op, method):
 def test_a_block_of_the_wrong_type_is_refused(micro_run):  # pylint: disable=redefined-outer-name
   stream = micro_runtime.litert_stream(micro_run[2])
   with pytest.raises(ValueError, match=r"input 'features' is float32 \(1, 1, "
-                     r'20\), expected int8 \(1, 1, 20\) \(quantize'):
-    stream(np.zeros((1, 1, 20), np.float32))
+                     r'40\), expected int8 \(1, 1, 40\) \(quantize'):
+    stream(np.zeros((1, 1, 40), np.float32))
 
 
-def test_a_model_on_micro_features_exports_and_streams_on_tflm(
-    tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
-  """The device's path: TFLM's frontend features in, full integer inside."""
-  from kws_jax.micro_frontend import micro_frontend_config  # pylint: disable=g-import-not-at-top
-  config = tiny_config(tiny_data)
-  config.frontend = micro_frontend_config(window_stride_ms=20.0)
-  config.model.preprocess = 'micro'
-  workdir = str(tmp_path / 'run')
-  train_and_evaluate(config, workdir, progress=False)
-  manifest = export_run(workdir, progress=False, workers=0,
-                        folders=('tflite_stream_state_external',), micro=True)
-  assert manifest['preprocess'] == 'micro'
-  assert manifest['micro']['inputs']['features']['shape'] == [1, 1, 40]
-  assert manifest['streaming_parity_max_abs_logit_diff'] <= 1e-4
-  assert_micro_export(workdir, manifest)
-  # The runner rebuilds the micro frontend from the manifest.
+
+def test_the_runner_rebuilds_the_micro_frontend(micro_run):  # pylint: disable=redefined-outer-name
   from kws_jax.detect.runners import TfliteRunner  # pylint: disable=g-import-not-at-top
   runner = TfliteRunner(os.path.join(
-      workdir, 'tflite_stream_state_external', 'stream_state_external.tflite'))
+      micro_run[0], 'tflite_stream_state_external',
+      'stream_state_external.tflite'))
   assert runner.block_samples == 320
   assert runner(np.zeros(320, np.float32)).shape == (4,)
