@@ -18,7 +18,8 @@
   carrying the states.
 
 The manifest's ``micro`` entry holds the tensor arena TFLM needs (the
-smallest that works, found by bisection with the ``tflite-micro`` wheel),
+smallest that works under the ``tflite-micro`` wheel: its recorded
+allocation, checked to run and to fail one byte short),
 the flash bytes (the flatbuffer), MACs per step, the quantization of every
 input and output, the int8 stream's test accuracy (under TFLM, reset1;
 under LiteRT's optimized kernels, reset1 and reset0) and how TFLM's outputs compare with LiteRT's
