@@ -21,9 +21,6 @@ from kws_jax.train import load_run, train_and_evaluate
 from kws_jax.train.loop import load_dataset
 from test_train import tiny_config, tiny_data  # pylint: disable=unused-import
 
-# One worker computes the module's exported model (pytest -n --dist loadgroup).
-pytestmark = pytest.mark.xdist_group('export')
-
 
 @pytest.fixture(scope='module')
 def exported(tiny_data, tmp_path_factory):

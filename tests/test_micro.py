@@ -19,9 +19,6 @@ from kws_jax.train import load_run, train_and_evaluate
 from test_train import tiny_config, tiny_data  # pylint: disable=unused-import
 from zoo_testing import assert_micro_export
 
-# One worker computes the module's exported model (pytest -n --dist loadgroup).
-pytestmark = pytest.mark.xdist_group('micro_export')
-
 
 @pytest.fixture(scope='module')
 def micro_run(tiny_data, tmp_path_factory):  # pylint: disable=redefined-outer-name
