@@ -51,6 +51,14 @@ def parse_config_flags(argv: list[str], flag_values: flags.FlagValues = flags.FL
   return config_flag.value, rest
 
 
+def define_tflite_forms_flag() -> flags.FlagHolder:
+  """``--tflite_forms``: the TFLite models a command's export writes."""
+  return flags.DEFINE_list(
+      'tflite_forms', None,
+      'TFLite models to export, comma-separated folder names of '
+      'kws_jax.export.pipeline.TFLITE_MODELS (default: all of them).')
+
+
 def _config_path(argv: list[str]) -> str | None:
   """The file of ``--config FILE[:ARGS]`` in ``argv``, if given."""
   for i, arg in enumerate(argv):

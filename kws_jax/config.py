@@ -88,6 +88,14 @@ def default_config() -> ml_collections.ConfigDict:
       # a time stride right after the frontend needs to stream.
       'padding': 'valid',
   })
+  # Quantization-aware training (kws_streaming's --quantize): the network
+  # trains as its full-integer export computes (kws_jax.layers.quantize):
+  # int8 weights per channel, int8 activations and streaming states with
+  # ranges averaged over training batches (range_momentum).
+  config.quantization = ml_collections.ConfigDict({
+      'aware': 0,
+      'range_momentum': 0.99,
+  })
   config.optimizer = ml_collections.ConfigDict({
       'name': 'adam',  # adam, adamw, momentum, novograd
       'epsilon': 1e-8,  # adam, adamw

@@ -44,6 +44,7 @@ _HELDOUT_PER_WORD = flags.DEFINE_integer(
     'heldout_per_word', 20, 'Held-out Kokoro clips per keyword.')
 _STREAM_MINUTES = flags.DEFINE_float(
     'stream_minutes', 10.0, 'Length of the synthetic stream for detection.')
+_TFLITE_FORMS = cli.define_tflite_forms_flag()
 DEFAULT_CONFIG = 'experiments/configs/embedding_dnn.py'
 STREAM_MODEL = 'tflite_stream_state_external'
 
@@ -70,6 +71,10 @@ def main(argv: list[str]) -> None:
   from kws_jax.train import train_and_evaluate
   # pylint: enable=g-import-not-at-top
 
+  forms = _TFLITE_FORMS.value
+  if forms is not None and STREAM_MODEL not in forms:
+    sys.exit(f'error: --tflite_forms is {",".join(forms)}; it must include '
+             f'{STREAM_MODEL}, which the detection step streams.')
   started = time.time()
   workdir, data_dir = _WORKDIR.value, _DATA_DIR.value
   words = wanted_words(config)
@@ -80,7 +85,7 @@ def main(argv: list[str]) -> None:
     _step(2, f'training {config.model.name} in {workdir}')
     train_and_evaluate(config, workdir)
     _step(3, 'exporting every form and measuring its test accuracy')
-    manifest = export_run(workdir)
+    manifest = export_run(workdir, folders=forms)
   except (ValueError, FileNotFoundError, FloatingPointError,
           ExportError) as error:
     sys.exit(f'error: {error}')

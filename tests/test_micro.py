@@ -22,12 +22,14 @@ from zoo_testing import assert_micro_export
 
 @pytest.fixture(scope='module')
 def micro_run(tiny_data, tmp_path_factory):  # pylint: disable=redefined-outer-name
-  """The device's path: a tiny CNN on TFLM's frontend features, exported
-  with --micro and the float external-state stream."""
+  """The device's path: a tiny CNN on TFLM's frontend features, trained
+  quantization-aware, exported with --micro and the float external-state
+  stream."""
   from kws_jax.micro_frontend import micro_frontend_config  # pylint: disable=g-import-not-at-top
   config = tiny_config(tiny_data)
   config.frontend = micro_frontend_config(window_stride_ms=20.0)
   config.model.preprocess = 'micro'
+  config.quantization.aware = 1
   workdir = str(tmp_path_factory.mktemp('micro') / 'run')
   train_and_evaluate(config, workdir, progress=False)
   manifest = export_run(workdir, progress=False, workers=0,
@@ -47,6 +49,7 @@ def test_the_cnn_is_full_integer_and_tflm_matches_litert(micro_run):  # pylint: 
   assert entry['inputs']['features']['shape'] == [1, 1, 40]
   assert entry['macs_per_step'] > 0
   assert manifest['streaming_parity_max_abs_logit_diff'] <= 1e-4
+  assert manifest['quantization_aware']
   # Only the float external-state stream was asked for besides.
   assert set(manifest['tflite']) == {'tflite_stream_state_external'}
   assert set(entry['accuracy_test_split']) == {'tflm_reset1', 'litert_reset1',
@@ -60,6 +63,37 @@ def test_the_arena_is_the_smallest_that_works(micro_run):  # pylint: disable=red
   assert not micro_runtime._runs_here(flatbuffer, arena - 1)  # pylint: disable=protected-access
   stream = micro_runtime.tflm_stream(flatbuffer, arena)
   assert stream(np.zeros((1, 1, 40), np.int8)).shape == (4,)
+
+
+def test_the_int8_weights_are_the_quantization_aware_weights(micro_run):  # pylint: disable=redefined-outer-name
+  """The converter's per-channel int8 kernels are exactly the kernels the
+  quantization-aware model trained with."""
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  from kws_jax.layers.quantize import strip_fake_quant  # pylint: disable=g-import-not-at-top
+  workdir, _, flatbuffer = micro_run
+  _, model, params = load_run(workdir)
+  _, stripped = strip_fake_quant(model.net, params)
+  interpreter = Interpreter(model_content=flatbuffer)
+  interpreter.allocate_tensors()
+  stored = []
+  for detail in interpreter.get_tensor_details():
+    scales = detail['quantization_parameters']['scales']
+    if detail['dtype'] == np.int8 and len(scales) > 1:  # per-channel weights
+      values = interpreter.get_tensor(detail['index']).astype(np.float32)
+      shape = [1] * values.ndim
+      shape[detail['quantization_parameters']['quantized_dimension']] = -1
+      stored.append(values * scales.reshape(shape))
+  kernels = {name: np.asarray(layer['kernel']) for name, layer in
+             stripped.items() if 'kernel' in layer}
+  assert set(kernels) == {'conv2d_0', 'conv2d_1', 'dense_0', 'logits'}
+  for name, kernel in kernels.items():
+    # TFLite's layouts: conv [out, kt, kf, in], dense [out, in]; a conv of
+    # one input channel runs as a depthwise one, [1, kt, kf, out].
+    layouts = [np.moveaxis(kernel, -1, 0), np.moveaxis(kernel, -2, 0)]
+    matches = [w for w in stored for layout in layouts
+               if w.shape == layout.shape and
+               np.allclose(w, layout, rtol=0, atol=1e-7)]
+    assert len(matches) == 1, name
 
 
 def test_dequantized_logits_follow_the_float_step(micro_run):  # pylint: disable=redefined-outer-name

@@ -85,6 +85,7 @@ def test_quickstart_default_speech_embedding_model(tmp_path):
       [sys.executable, '-m', 'kws_jax.quickstart', '--workdir', str(workdir),
        '--data_dir', str(tmp_path / 'data'), '--per_word', '20',
        '--stream_minutes', '0.5', '--heldout_dir', '',
+       '--tflite_forms', 'tflite_stream_state_external',
        '--config.model.units2=16', "--config.model.act2='relu'",
        '--config.data.wanted_words=yes,no',
        '--config.schedule.how_many_training_steps=4',
@@ -100,3 +101,15 @@ def test_quickstart_default_speech_embedding_model(tmp_path):
   assert jax_accuracy['non_stream'] == jax_accuracy['stream_reset1']
   assert any(line.startswith('streaming detection') for line in
              result.stdout.splitlines())
+  assert set(manifest['tflite']) == {'tflite_stream_state_external'}
+
+
+def test_quickstart_refuses_forms_without_the_detection_stream(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'kws_jax.quickstart', '--workdir',
+       str(tmp_path / 'run'), '--tflite_forms', 'tflite_non_stream'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert ('--tflite_forms is tflite_non_stream; it must include '
+          'tflite_stream_state_external') in result.stderr
+  assert not (tmp_path / 'run').exists()

@@ -131,7 +131,9 @@ def run_wakeword(tmp_path, *extra):
   return subprocess.run(
       [sys.executable, '-m', 'kws_jax.wakeword', '--words', 'hey jax,stop',
        '--workdir', str(tmp_path / 'run'), '--recipe', 'tiny',
-       '--rooms-dir', str(tmp_path / 'rooms'), *extra, *TINY_CNN],
+       '--rooms-dir', str(tmp_path / 'rooms'),
+       # The float stream only: test_export covers the other forms.
+       '--tflite_forms', 'tflite_stream_state_external', *extra, *TINY_CNN],
       cwd=REPO, capture_output=True, text=True, timeout=900)
 
 

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> None:
                       help='output directory (default: the workdir)')
   parser.add_argument('--no-int8', action='store_true',
                       help='skip the int8 models')
+  parser.add_argument('--forms', default=None,
+                      help='comma-separated TFLite folders to write (default: '
+                      'all of kws_jax.export.pipeline.TFLITE_MODELS)')
   parser.add_argument('--micro', action='store_true',
                       help='also write the full-integer streaming model for '
                       'TensorFlow Lite Micro, its C array and an example '
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
   from kws_jax.export.micro import Budget  # pylint: disable=g-import-not-at-top
   try:
     export_run(args.workdir, args.out, int8=not args.no_int8,
+               folders=args.forms.split(',') if args.forms else None,
                micro=args.micro, budget=Budget(args.max_arena_bytes,
                                                args.max_flash_bytes))
   except (OSError, ExportError, ValueError) as error:

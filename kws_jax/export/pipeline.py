@@ -23,7 +23,9 @@ Accuracies are percentages on the test split, as kws_streaming writes them.
 Exported graphs use ``lax.conv`` convolutions (TFLite ``CONV_2D``), with
 every BatchNorm folded into the convolution or dense layer before it
 (``fold_model``; the streaming parity is measured against the unfolded JAX
-model). The
+model). A quantization-aware model (``quantization.aware``) is exported as
+its float network with int8 kernels: its fake quantization is stripped
+(``without_fake_quant``), and the JAX accuracies are that network's. The
 quantized models keep the frontend in float: its constant matrices are split
 into blocks TFLite's weight quantizer leaves alone, and full-int8 conversion
 keeps the frontend and the first layer float (see ``float_scopes`` and
@@ -57,6 +59,7 @@ from kws_jax.export import micro as micro_export
 from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import count_params
 from kws_jax.layers.folding import fold_batch_norms
+from kws_jax.layers.quantize import is_fake_quantized, strip_fake_quant
 from kws_jax.models import Model, build_model
 from kws_jax.train import load_run
 from kws_jax.train.loop import load_dataset
@@ -93,6 +96,18 @@ def export_models(config) -> tuple[Model, Model]:
   if quant_config.frontend.get('name', 'mfcc') == 'mfcc':
     quant_config.frontend.max_weight_block = 1023
   return build_model(float_config), build_model(quant_config)
+
+
+def without_fake_quant(models: tuple[Model, ...], params: Any
+                       ) -> tuple[tuple[Model, ...], Any]:
+  """Quantization-aware ``models`` (one network built alike) as the float
+  models the export converts, and their params with int8 kernels
+  (``layers.quantize.strip_fake_quant``)."""
+  stripped = []
+  for model in models:
+    net, stripped_params = strip_fake_quant(model.net, params)
+    stripped.append(dataclasses.replace(model, net=net))
+  return tuple(stripped), stripped_params
 
 
 # Folding BatchNorm only reorders float32 arithmetic.
@@ -249,6 +264,10 @@ def export_run(workdir: str, out_dir: str | None = None, *,
         'measures accuracy on its test split and calibrates int8 on its '
         'training clips.')
   model, quant_model = export_models(config)
+  quantization_aware = is_fake_quantized(model.net)
+  if quantization_aware:
+    (model, quant_model, trained), params = without_fake_quant(
+        (model, quant_model, trained), params)
   dataset = load_dataset(config)
   layout = kws_config.clip_layout(config)
   inputs, labels = accuracy.load_split(model, dataset, 'testing',
@@ -328,6 +347,7 @@ def export_run(workdir: str, out_dir: str | None = None, *,
                                             'stream_state_external.tflite'))
   manifest = _manifest(config, model, label_names, results, jax_accuracy,
                        parity, len(labels), _operating_point(workdir))
+  manifest['quantization_aware'] = quantization_aware
   if micro_entry is not None:
     manifest['micro'] = micro_entry
   _write(os.path.join(out_dir, 'manifest.json'),

@@ -295,8 +295,9 @@ KERAS_ORDER = ('depthwise_kernel', 'kernel', 'recurrent_kernel', 'bias',
                'gamma', 'beta', 'moving_mean', 'moving_variance')
 
 # Parameters the optimizer and the L2 term leave alone: statistics that the
-# training form updates itself (Keras' names).
-NON_TRAINABLE = ('moving_mean', 'moving_variance')
+# training form updates itself (Keras' names for BatchNorm's; the ranges of
+# fake quantization, kws_jax.layers.quantize).
+NON_TRAINABLE = ('moving_mean', 'moving_variance', 'quant_range')
 
 
 def trainable_mask(params: Params) -> Any:

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from kws_jax.layers import base
+from kws_jax.layers import fake_quant
 
 Array = jax.Array
 
@@ -54,6 +55,18 @@ class _Recurrent(base.Layer):
           'vector (features,); flatten the feature axes first.')
     return (self.output_width,)
 
+  def init(self, rng: Array, in_shape: base.Shape) -> base.Params:
+    params = self._init_weights(rng, in_shape)
+    if self.quantize_state:
+      params['state_quant'] = {
+          key: {'quant_range': fake_quant.empty_range()}
+          for key in self.init_state(1, in_shape)}
+    return params
+
+  @abc.abstractmethod
+  def _init_weights(self, rng: Array, in_shape: base.Shape) -> base.Params:
+    """The cell's weights."""
+
   @abc.abstractmethod
   def _cell(self, params: base.Params) -> tuple[
       Callable[[Array], Array], Callable[[Any, Array], tuple[Any, Array]]]:
@@ -66,6 +79,18 @@ class _Recurrent(base.Layer):
     del rng
     state = self.init_state(x.shape[0], tuple(x.shape[2:]), x.dtype)
     return self._run(params, state, x, rolled=train)[1]
+
+  def apply_train(self, params: base.Params, x: Array, *,
+                  rng: Array | None = None) -> tuple[Array, base.Params]:
+    if not self.quantize_state:
+      return self.apply(params, x, train=True, rng=rng), {}
+    state = self.init_state(x.shape[0], tuple(x.shape[2:]), x.dtype)
+    _, outputs, states = self._run(params, state, x, rolled=True,
+                                   keep_states=True)
+    ranges = {key: {'quant_range': fake_quant.observe_range(
+        params['state_quant'][key]['quant_range'], value,
+        self.state_momentum)} for key, value in states.items()}
+    return outputs, {'state_quant': ranges}
 
   def step(self, params: base.Params, state: base.State,
            frame: Array) -> tuple[base.State, Array]:
@@ -82,9 +107,11 @@ class _Recurrent(base.Layer):
     return self._run(params, state, frame)
 
   def _run(self, params: base.Params, state: Any, x: Array,
-           rolled: bool = False) -> tuple[Any, Array]:
+           rolled: bool = False, keep_states: bool = False) -> tuple[Any, ...]:
     """Runs the cell over ``x [batch, time, features]`` from ``state``.
 
+    Returns ``(state, outputs)``, and with ``keep_states`` (a rolled scan)
+    the states after every frame, ``[time, batch, ...]`` per key.
     ``rolled`` (training) scans the cell: one compiled cell, forwards and
     backwards. Otherwise clips and steps unroll it (see below).
     """
@@ -94,7 +121,16 @@ class _Recurrent(base.Layer):
           f'{self.name}: input has shape {tuple(x.shape)}, expected '
           f'[batch, time, {expected}].')
     project, cell = self._cell(params)
+    if self.quantize_state:
+      cell = self._quantized(cell, params['state_quant'])
     inputs = project(x)
+    if keep_states:
+      def cell_keeping_state(state, projected):
+        state, out = cell(state, projected)
+        return state, (out, state)
+      state, (outputs, states) = jax.lax.scan(
+          cell_keeping_state, state, jnp.moveaxis(inputs, 1, 0))
+      return state, jnp.moveaxis(outputs, 0, 1), states
     if rolled or x.shape[1] > MAX_UNROLLED:
       state, outputs = jax.lax.scan(cell, state, jnp.moveaxis(inputs, 1, 0))
       return state, jnp.moveaxis(outputs, 0, 1)
@@ -105,6 +141,16 @@ class _Recurrent(base.Layer):
       state, out = cell(state, inputs[:, t])
       outputs.append(out)
     return state, jnp.stack(outputs, axis=1)
+
+  @staticmethod
+  def _quantized(cell, state_quant: base.Params):
+    """``cell`` whose new state is fake-quantized with its ranges."""
+    def quantized_cell(state, projected):
+      state, out = cell(state, projected)
+      return {key: fake_quant.fake_quant_activation(
+          value, state_quant[key]['quant_range'])
+              for key, value in state.items()}, out
+    return quantized_cell
 
   @property
   def _recurrent_input_width(self) -> int:
@@ -132,6 +178,8 @@ class GRU(_Recurrent):
 
   name: str
   units: int
+  quantize_state: bool = False
+  state_momentum: float = 0.99
 
   @property
   def output_width(self) -> int:
@@ -141,7 +189,7 @@ class GRU(_Recurrent):
     self.output_shape(in_shape)
     return 3 * self.units * (in_shape[0] + self.units)
 
-  def init(self, rng: Array, in_shape: base.Shape) -> base.Params:
+  def _init_weights(self, rng: Array, in_shape: base.Shape) -> base.Params:
     self.output_shape(in_shape)
     kernel_rng, recurrent_rng = jax.random.split(rng)
     width = 3 * self.units
@@ -206,6 +254,8 @@ class LSTM(_Recurrent):
   units: int
   use_peepholes: bool = False
   num_proj: int | None = None
+  quantize_state: bool = False
+  state_momentum: float = 0.99
 
   def __post_init__(self):
     super().__post_init__()
@@ -237,7 +287,7 @@ class LSTM(_Recurrent):
       macs += self.units * self.num_proj
     return macs
 
-  def init(self, rng: Array, in_shape: base.Shape) -> base.Params:
+  def _init_weights(self, rng: Array, in_shape: base.Shape) -> base.Params:
     self.output_shape(in_shape)
     rngs = jax.random.split(rng, 3)
     units, width = self.units, self.output_width

@@ -10,6 +10,7 @@ import ml_collections
 
 from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import Layer, Sequential
+from kws_jax.layers.quantize import fake_quantized
 from kws_jax.micro_frontend import MicroFrontend
 from kws_jax.models import cnn, crnn, dnn, ds_cnn, gru, lstm
 from kws_jax.models import ds_tc_resnet
@@ -91,6 +92,13 @@ def label_count(config: ml_collections.ConfigDict) -> int:
   return len(wanted_words(config)) + (2 if config.data.split_data else 0)
 
 
+def quantization_aware(config: ml_collections.ConfigDict) -> bool:
+  """Whether ``config`` trains with fake quantization (``quantization.aware``;
+  configs saved before that section existed do not)."""
+  section = config.get('quantization')
+  return bool(section and section.get('aware'))
+
+
 def build_model(config: ml_collections.ConfigDict, *,
                 auto_conv_implementation: str = 'im2col') -> Model:
   """Builds ``config.model`` for the clips and frontend of ``config``.
@@ -98,6 +106,10 @@ def build_model(config: ml_collections.ConfigDict, *,
   ``auto_conv_implementation`` is what ``model.conv_implementation='auto'``
   becomes ('im2col' or 'xla': the same math and parameters, different
   speed); the model itself reads nothing from the environment.
+
+  With ``quantization.aware`` the layers after the frontend are
+  ``kws_jax.layers.quantize.fake_quantized``: int8 rounding where the
+  full-integer export rounds (the export strips it again).
 
   Raises:
     ValueError: for an unknown architecture or preprocessing, features of
@@ -153,6 +165,9 @@ def build_model(config: ml_collections.ConfigDict, *,
         f'frames of {frontend.num_features} features (window '
         f'{frontend.window_size_ms:g} ms, stride '
         f'{frontend.window_stride_ms:g} ms): {error}') from None
+  if quantization_aware(config):
+    momentum = config.quantization.get('range_momentum', 0.99)
+    body = fake_quantized(Sequential(name, tuple(body)), momentum).layers
   if preprocess == 'raw':
     return Model(name=name, net=Sequential(name, (frontend, *body)),
                  input_shape=(), clip_length=clip_samples,

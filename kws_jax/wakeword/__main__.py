@@ -54,6 +54,7 @@ _KOKORO_PER_WORD = flags.DEFINE_integer(
 _HELDOUT_PER_WORD = flags.DEFINE_integer(
     'heldout_per_word', 20,
     'Kokoro-82M clips per keyword for the held-out engine check (0: skip).')
+_TFLITE_FORMS = cli.define_tflite_forms_flag()
 DEFAULT_CONFIG = 'experiments/configs/embedding_dnn.py'
 _STEPS = 6
 
@@ -161,7 +162,7 @@ def main(argv: list[str]) -> None:
     point = selection.read_operating_point(workdir)
 
     _step(4, 'exporting every form and measuring its test accuracy')
-    manifest = export_run(workdir)
+    manifest = export_run(workdir, folders=_TFLITE_FORMS.value)
   except (ValueError, FileNotFoundError, FloatingPointError,
           ExportError) as error:
     sys.exit(f'error: {error}')
