@@ -197,14 +197,17 @@ def micro_figures(entry: dict) -> dict:
 
 def table(results: dict) -> str:
   lines = ['| model | params | step | MACs/step | TFLite float / int8 | '
-           'latency/step float / int8 / JAX | train ex/s | test acc (int8) |',
-           '|---|---:|---:|---:|---:|---:|---:|---:|']
+           'TFLM arena | latency/step float / int8 / JAX | train ex/s | '
+           'test acc (int8) |',
+           '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
   for name, r in results.items():
+    arena = (f'{r["micro_arena_bytes"] / 1024:,.1f} KiB'
+             if 'micro_arena_bytes' in r else 'not measured')
     lines.append(
         f'| {name} | {r["params"]:,} | {r["step_ms"]:g} ms | '
         f'{r["macs_per_step"]:,} | '
         f'{r["tflite_bytes_float"] / 1024:,.0f} / '
-        f'{r["tflite_bytes_int8"] / 1024:,.0f} KiB | '
+        f'{r["tflite_bytes_int8"] / 1024:,.0f} KiB | {arena} | '
         f'{r["latency_ms_tflite_float"]:.2f} / '
         f'{r["latency_ms_tflite_int8"]:.2f} / '
         f'{r["latency_ms_jax_step"]:.2f} ms | '

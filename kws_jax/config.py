@@ -122,6 +122,9 @@ def default_config() -> ml_collections.ConfigDict:
       'max_to_keep': 3,  # periodic checkpoints kept besides the best
       'seed': 0,
       'log_every': 10,  # TensorBoard / metrics.jsonl rows
+      # A finished run whose best weights start this one (e.g. quantization-
+      # aware fine-tuning of a float run); '': a fresh initialization.
+      'init_from': '',
   })
   return config
 

@@ -35,6 +35,14 @@ def speech_like(rng: np.random.Generator, seconds: float = 1.0) -> np.ndarray:
   return 0.3 * signal * syllables / np.max(np.abs(signal))
 
 
+def pytest_collection_modifyitems(config, items):
+  """Tests marked ``long`` run first: xdist deals them out to the workers
+  before the short ones, which then fill in, so both workers finish
+  together instead of one waiting on a long test dealt out last."""
+  del config
+  items.sort(key=lambda item: item.get_closest_marker('long') is None)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
   return np.random.default_rng(1234)

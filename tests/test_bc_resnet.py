@@ -300,6 +300,7 @@ def test_bc_resnet_streams_what_it_computes_on_clips(preprocess, overrides,
   assert report.full_shape == (2, windows, 12)
 
 
+@pytest.mark.long
 def test_bc_resnet_exports_with_builtin_ops(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
   manifest = train_and_export_tiny(
       tiny_data, str(tmp_path / 'run'),

@@ -112,6 +112,7 @@ def test_ds_cnn_trains_and_updates_its_statistics(tiny_data, tmp_path):  # pylin
   assert not np.allclose(params['batch_norm_0']['moving_variance'], 1.0)
 
 
+@pytest.mark.long
 def test_ds_cnn_exports_every_form_with_builtin_ops(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
   manifest = train_and_export_tiny(
       tiny_data, str(tmp_path / 'run'),

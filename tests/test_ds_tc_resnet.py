@@ -279,6 +279,7 @@ def test_ds_tc_resnet_refuses_bad_flags_when_built(overrides, message):
     build_model(make_config(preprocess='mfcc', **flags))
 
 
+@pytest.mark.long
 def test_ds_tc_resnet_exports_every_form_with_builtin_ops(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
   manifest = train_and_export_tiny(
       tiny_data, str(tmp_path / 'run'),

@@ -33,6 +33,7 @@ def test_builds_on_two_second_clips(config_module, params):
   assert count_params(model.init(jax.random.key(0))) == params
 
 
+@pytest.mark.long
 @pytest.mark.parametrize('config_module', [embedding_dnn, embedding_cnn])
 def test_model_streaming_contract(config_module):
   config = config_module.get_config()

@@ -127,6 +127,7 @@ def test_lstm_refuses_what_it_cannot_build():
               jnp.zeros((1, 1, 3)))
 
 
+@pytest.mark.long
 def test_lstm_trains_and_exports(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
   manifest = train_and_export_tiny(tiny_data, str(tmp_path / 'run'),
                                    make_config(preprocess='raw', **SMALL).model)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kws_jax.layers import (BatchNorm, Conv2D, Dense, DepthwiseConv2D,
-                            Flatten, Sequential)
+                            Flatten, Residual, Sequential)
 from kws_jax.layers import fake_quant
 from kws_jax.layers.base import trainable_mask
 from kws_jax.layers.core import Activation
@@ -17,6 +17,7 @@ from kws_jax.layers.quantize import (ActivationQuant, QuantizedWeights,
                                      fake_quantized, is_fake_quantized,
                                      strip_fake_quant)
 from kws_jax.testing import check_streaming_contract
+from test_train import tiny_data  # pylint: disable=unused-import
 
 
 @pytest.mark.parametrize('lo, hi', [(0.0, 6.0), (-3.0, 5.0), (-1.7, 0.3),
@@ -88,6 +89,16 @@ def _conv_net() -> Sequential:
       Flatten('flatten'), Dense('logits', 5)))
 
 
+def _residual_net() -> Sequential:
+  body = Sequential('body', (
+      Conv2D('conv_a', 4, (3, 1), time_padding='causal', activation='relu'),
+      Conv2D('conv_b', 4, (3, 1), time_padding='causal')))
+  return Sequential('net', (
+      Conv2D('stem', 4, (1, 1)),
+      Residual('block', body, activation='relu'),
+      Flatten('flatten'), Dense('logits', 3)))
+
+
 def _recurrent_net(cell) -> Sequential:
   return Sequential('net', (cell, Dense('logits', 3)))
 
@@ -104,6 +115,13 @@ def test_quantizers_sit_where_the_export_rounds():
   assert is_fake_quantized(net) and not is_fake_quantized(_conv_net())
   gru = fake_quantized(_recurrent_net(GRU('gru', 6))).layers[1]
   assert gru.layer.quantize_state
+  # Inside a residual block: each branch's outputs, and the sum after it.
+  residual = fake_quantized(_residual_net())
+  assert [layer.name for layer in residual.layers] == [
+      'input_quant', 'stem', 'stem_quant', 'block', 'block_quant', 'flatten',
+      'logits', 'logits_quant']
+  assert [layer.name for layer in residual.layers[3].body.layers] == [
+      'conv_a', 'conv_a_quant', 'conv_b', 'conv_b_quant']
 
 
 def _trained_ranges(net, params, x):
@@ -115,6 +133,7 @@ def _trained_ranges(net, params, x):
 
 NETS = {
     'conv': (_conv_net, (6, 4)),
+    'residual': (_residual_net, (5, 2)),
     'gru': (lambda: _recurrent_net(GRU('gru', 6)), (5,)),
     'lstm': (lambda: _recurrent_net(LSTM('lstm', 4)), (5,)),
 }
@@ -194,3 +213,39 @@ def test_weights_cannot_be_quantized_twice():
   with pytest.raises(ValueError, match='d: its weights are quantized already'):
     QuantizedWeights(layer)
   assert dataclasses.replace(layer).name == 'd'
+
+
+def test_quantization_aware_training_starts_from_a_float_run(tiny_data,
+                                                              tmp_path):
+  from kws_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  from kws_jax.train import load_run, train_and_evaluate  # pylint: disable=g-import-not-at-top
+  from kws_jax.train.loop import params_from_run  # pylint: disable=g-import-not-at-top
+  from test_train import tiny_config  # pylint: disable=g-import-not-at-top
+  config = tiny_config(tiny_data)
+  config.schedule.update(how_many_training_steps='2', learning_rate='0.01')
+  config.train.eval_step_interval = 2
+  float_run = str(tmp_path / 'float')
+  train_and_evaluate(config, float_run, progress=False)
+  _, _, float_params = load_run(float_run)
+  config.quantization.aware = 1
+  qat = build_model(config)
+  params = params_from_run(qat.init(jax.random.key(5)), float_run)
+  np.testing.assert_array_equal(params['conv2d_0']['kernel'],
+                                float_params['conv2d_0']['kernel'])
+  np.testing.assert_array_equal(params['input_quant']['quant_range'], [0, 0])
+  # Training from it: one step moves the weights, the ranges get observed.
+  config.train.init_from = float_run
+  config.schedule.how_many_training_steps = '1'
+  config.train.eval_step_interval = 1
+  qat_run = str(tmp_path / 'qat')
+  train_and_evaluate(config, qat_run, progress=False)
+  _, _, trained = load_run(qat_run, 'last')
+  assert float(trained['input_quant']['quant_range'][1]) > 0
+  change = np.abs(np.asarray(trained['conv2d_0']['kernel']) -
+                  np.asarray(float_params['conv2d_0']['kernel']))
+  assert 0 < change.max() < 0.05
+  # Another model's run is refused, naming the weight.
+  config.model.units2 = '16'
+  with pytest.raises(ValueError, match=r"init_from: .* holds \['dense_0'\]"
+                     r"\['bias'\] with shape \(8,\), expected \(16,\)"):
+    params_from_run(build_model(config).init(jax.random.key(0)), float_run)

@@ -29,6 +29,7 @@ TINY_MODEL = [
 ]
 
 
+@pytest.mark.long
 def test_quickstart_runs_the_whole_pipeline(tmp_path):
   workdir = tmp_path / 'run'
   result = subprocess.run(
@@ -78,6 +79,7 @@ def test_streaming_accuracy_equals_non_streaming_for_the_cnn(tiny_data,
   assert reset1.max_logit_diff < 1e-4
 
 
+@pytest.mark.long
 def test_quickstart_default_speech_embedding_model(tmp_path):
   """The main job's default model (the embedding head), on a tiny setting."""
   workdir = tmp_path / 'run'

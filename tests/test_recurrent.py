@@ -91,6 +91,7 @@ def test_gru_model_refuses_what_it_cannot_build():
     build_model(make_config(gru_units='4,4', return_sequences='0,0'))
 
 
+@pytest.mark.long
 def test_gru_trains_and_exports(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
   # The GRU stands for the recurrent models under TFLM (micro).
   train_and_export_tiny(tiny_data, str(tmp_path / 'run'),

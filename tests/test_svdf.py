@@ -317,6 +317,7 @@ def test_svdf_resnet_streams_what_it_computes():
 # -- Export -----------------------------------------------------------------
 
 
+@pytest.mark.long
 def test_svdf_exports_every_form_with_builtin_ops(tiny_data, tmp_path):  # pylint: disable=redefined-outer-name
   manifest = train_and_export_tiny(
       tiny_data, str(tmp_path / 'run'),

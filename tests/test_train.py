@@ -245,6 +245,7 @@ def _metrics_rows(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.long
 def test_resume_after_sigkill_equals_uninterrupted_run(tiny_data, tmp_path):
   reference = _train_process(tiny_data, str(tmp_path / 'reference'))
   killed_dir = tmp_path / 'killed'
@@ -303,6 +304,7 @@ def _parallel_run(data_dir: str, workdir: str, devices: int, batch: int = 8
   return result.stdout
 
 
+@pytest.mark.long
 def test_data_parallel_losses_equal_single_device(tiny_data, tmp_path):
   single = _parallel_run(tiny_data, str(tmp_path / 'one'), 1)
   double = _parallel_run(tiny_data, str(tmp_path / 'two'), 2)

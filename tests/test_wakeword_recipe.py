@@ -137,6 +137,7 @@ def run_wakeword(tmp_path, *extra):
       cwd=REPO, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.long
 def test_the_command_runs_every_step_and_resumes(tmp_path):
   result = run_wakeword(tmp_path, '--heldout-per-word', '1',
                         '--target-fa-per-hour', '5', '--kokoro-per-word', '1')

@@ -19,7 +19,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from kws_jax.layers import base
+from kws_jax.layers import base, tree
 from kws_jax.layers.conv import Conv2D, DepthwiseConv2D
 from kws_jax.layers.core import Dense
 from kws_jax.layers.normalization import BatchNorm
@@ -40,27 +40,7 @@ def fold_batch_norms(layer: base.Layer, params: base.Params
   """
   if isinstance(layer, Sequential):
     return _fold_sequence(layer, params)
-  replaced, new_params = {}, dict(params) if isinstance(params, dict) else params
-  for field in dataclasses.fields(layer):
-    value = getattr(layer, field.name)
-    if isinstance(value, base.Layer):
-      child_params = params.get(value.name, {})
-      child, child_params = fold_batch_norms(value, child_params)
-      replaced[field.name] = child
-      if child_params:
-        new_params[value.name] = child_params
-    elif (isinstance(value, tuple) and value and
-          all(isinstance(v, base.Layer) for v in value)):
-      children = []
-      for child in value:
-        child, child_params = fold_batch_norms(child, params.get(child.name, {}))
-        children.append(child)
-        if child_params:
-          new_params[child.name] = child_params
-      replaced[field.name] = tuple(children)
-  if not replaced:
-    return layer, params
-  return dataclasses.replace(layer, **replaced), new_params
+  return tree.rebuild(layer, params, fold_batch_norms)
 
 
 def _fold_sequence(stack: Sequential, params: base.Params

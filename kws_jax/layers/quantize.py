@@ -30,9 +30,9 @@ import fractions
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
-from kws_jax.layers import base
-from kws_jax.layers import fake_quant
+from kws_jax.layers import base, fake_quant, tree
 from kws_jax.layers.broadcast import SpatialDropout
 from kws_jax.layers.conv import Conv2D, DepthwiseConv2D
 from kws_jax.layers.core import Activation, Dense, Dropout, ExpandDims, Flatten
@@ -165,9 +165,7 @@ class QuantizedWeights(base.Layer):
     return self.layer.init(rng, in_shape)
 
   def init_state(self, batch_size: int, in_shape: base.Shape,
-                 dtype: Any = None) -> base.State:
-    if dtype is None:
-      return self.layer.init_state(batch_size, in_shape)
+                 dtype: Any = jnp.float32) -> base.State:
     return self.layer.init_state(batch_size, in_shape, dtype)
 
   # The forms, on quantized weights.
@@ -202,7 +200,7 @@ def is_fake_quantized(layer: base.Layer) -> bool:
   """Whether ``layer`` holds any fake quantization."""
   if isinstance(layer, (ActivationQuant, QuantizedWeights)):
     return True
-  return any(is_fake_quantized(child) for child in _child_layers(layer))
+  return any(is_fake_quantized(child) for child in tree.field_layers(layer))
 
 
 def strip_fake_quant(layer: base.Layer, params: base.Params
@@ -230,7 +228,7 @@ def strip_fake_quant(layer: base.Layer, params: base.Params
       if child_params:
         new_params[child.name] = child_params
     return dataclasses.replace(layer, layers=tuple(layers)), new_params
-  return _rebuild(layer, params, strip_fake_quant)
+  return tree.rebuild(layer, params, strip_fake_quant)
 
 
 def _quantize_stack(layers: tuple[base.Layer, ...],
@@ -263,57 +261,5 @@ def _quantize_layer(layer: base.Layer, momentum: float) -> base.Layer:
                                 state_momentum=momentum)
   if isinstance(layer, WEIGHTED):
     return QuantizedWeights(layer)
-  replaced = {}
-  for field in dataclasses.fields(layer):
-    value = getattr(layer, field.name)
-    if isinstance(value, base.Layer):
-      replaced[field.name] = _quantize_layer(value, momentum)
-    elif _is_layer_tuple(value):
-      replaced[field.name] = tuple(_quantize_layer(v, momentum) for v in value)
-  return dataclasses.replace(layer, **replaced) if replaced else layer
-
-
-def _is_layer_tuple(value: Any) -> bool:
-  return (isinstance(value, tuple) and bool(value) and
-          all(isinstance(v, base.Layer) for v in value))
-
-
-def _child_layers(layer: base.Layer) -> list[base.Layer]:
-  if not dataclasses.is_dataclass(layer):
-    return []
-  children = []
-  for field in dataclasses.fields(layer):
-    value = getattr(layer, field.name)
-    if isinstance(value, base.Layer):
-      children.append(value)
-    elif _is_layer_tuple(value):
-      children.extend(value)
-  return children
-
-
-def _rebuild(layer: base.Layer, params: base.Params, transform
-             ) -> tuple[base.Layer, base.Params]:
-  """``layer`` with ``transform`` applied to the layers among its fields."""
-  if not dataclasses.is_dataclass(layer):
-    return layer, params
-  replaced = {}
-  new_params = dict(params) if isinstance(params, dict) else params
-  for field in dataclasses.fields(layer):
-    value = getattr(layer, field.name)
-    children = (value,) if isinstance(value, base.Layer) else (
-        value if _is_layer_tuple(value) else None)
-    if children is None:
-      continue
-    new_children = []
-    for child in children:
-      new_child, child_params = transform(child, params.get(child.name, {}))
-      new_children.append(new_child)
-      if child_params:
-        new_params[child.name] = child_params
-      elif child.name in new_params:
-        del new_params[child.name]
-    replaced[field.name] = (new_children[0] if isinstance(value, base.Layer)
-                            else tuple(new_children))
-  if not replaced:
-    return layer, params
-  return dataclasses.replace(layer, **replaced), new_params
+  return tree.rebuild(layer, {}, lambda child, _: (
+      _quantize_layer(child, momentum), {}))[0]

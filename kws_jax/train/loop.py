@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
@@ -27,10 +28,11 @@ from kws_jax import atomic
 from kws_jax import config as kws_config
 from kws_jax import data
 from kws_jax.cli import preferred_conv_implementation
+from kws_jax.layers.base import trainable_mask
 from kws_jax.models import Model, build_model, wanted_words
 from kws_jax.summary import model_summary
 from kws_jax.train import optim, parallel, plots, steps, workdir as run_files
-from kws_jax.train.checkpoints import Checkpoints
+from kws_jax.train.checkpoints import Checkpoints, load_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +257,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                   mesh, dataset, progress, selector)
 
 
+def params_from_run(params: Any, source_workdir: str) -> Any:
+  """``params`` with every weight taken from the best checkpoint of a run.
+
+  The two models must hold the same weights (keys and shapes); what only
+  ``params`` has must be non-trainable (the ranges of a quantization-aware
+  model trained from a float run), and keeps its initial value.
+
+  Raises:
+    ValueError: a weight the run lacks or holds in another shape.
+  """
+  _, _, source = load_run(source_workdir)
+  found = {jax.tree_util.keystr(path): leaf for path, leaf in
+           jax.tree_util.tree_leaves_with_path(source)}
+  mask = trainable_mask(params)
+
+  def take(path, leaf, trainable):
+    key = jax.tree_util.keystr(path)
+    if key not in found:
+      if trainable:
+        raise ValueError(f'train.init_from: {source_workdir} has no weight '
+                         f'{key}; expected a run of the same model.')
+      return leaf
+    if found[key].shape != leaf.shape:
+      raise ValueError(f'train.init_from: {source_workdir} holds {key} with '
+                       f'shape {found[key].shape}, expected {leaf.shape}.')
+    return jnp.asarray(found[key], leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(take, params, mask)
+
+
 def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
            optimizer, schedule, num_steps: int, mesh, dataset,
            progress: bool, selector: Selector | None) -> dict[str, Any]:
@@ -268,6 +300,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
   restored = checkpoints.restore_last(state)
   if restored is not None:
     state = jax.device_put(restored, replicated)
+  elif config.train.get('init_from'):
+    state = dict(state, params=jax.device_put(params_from_run(
+        state['params'], config.train.init_from), replicated))
   start = int(state['step'])
   checkpoints.discard_after(start)
   log = run_files.MetricsLog(os.path.join(workdir, 'metrics.jsonl'), start)
