@@ -22,7 +22,9 @@ features in, calibrated on training clips) and measured on the test split:
 the JAX model on clips and streaming (reset per clip), the full-integer
 model streaming under TensorFlow Lite Micro and LiteRT, its flash, arena,
 MACs per step, LiteRT's time per step on one thread (optimized kernels) and
-TFLM's on this host. Writes ``<out>/quantization.json`` (atomically; a
+TFLM's on this host. With ``--heldout-dir``, every run is also measured on
+Kokoro-82M speech (30 speakers of a neural engine training never heard):
+the JAX model on clips and the full-integer model under TFLM. Writes ``<out>/quantization.json`` (atomically; a
 finished model is not run again) and ``<out>/quantization.png``, and prints
 the table of ``experiments/RESULTS.md``.
 """
@@ -39,10 +41,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tqdm
 
-from kws_jax import atomic, cli
-from kws_jax.export import export_run
-from kws_jax.export import micro_runtime
-from kws_jax.train import train_and_evaluate
+import jax  # pylint: disable=g-import-not-at-top
+
+from kws_jax import atomic, cli, heldout
+from kws_jax import config as kws_config
+from kws_jax.export import accuracy, export_run, micro, micro_runtime
+from kws_jax.models import wanted_words
+from kws_jax.train import load_run, train_and_evaluate
 from experiments import zoo
 
 VARIANTS = ('float', 'qat', 'float_finetune', 'qat_finetune')
@@ -68,6 +73,31 @@ def litert_int8_ms(flatbuffer: bytes) -> float:
   block = np.full(stream.input.shape, stream.input.zero_point,
                   stream.input.dtype)
   return zoo.median_ms(lambda: stream(block))
+
+
+def heldout_figures(workdir: str, heldout_dir: str) -> dict:
+  """The run on every clip of a held-out set (Kokoro-82M speech): the JAX
+  model on clips and the full-integer model streaming under TFLM."""
+  config, model, params = load_run(workdir)
+  dataset = heldout.load_heldout(config, heldout_dir)
+  audio, labels = accuracy.load_split(model, dataset, 'training',
+                                      layout=kws_config.clip_layout(config))
+  logits = jax.jit(model.logits)
+  jax_correct = sum(
+      int(np.sum(np.argmax(np.asarray(logits(params, audio[i:i + 100])),
+                           -1) == labels[i:i + 100]))
+      for i in range(0, len(labels), 100))
+  frontend = jax.jit(lambda x: model.frontend.apply({}, x))
+  features = (audio if model.preprocess != 'raw' else np.concatenate(
+      [np.asarray(frontend(audio[i:i + 100]))
+       for i in range(0, len(audio), 100)]))
+  with open(os.path.join(workdir, 'micro', 'stream_int8.tflite'), 'rb') as f:
+    flatbuffer = f.read()
+  stream = micro.FloatFacing(micro_runtime.tflm_stream(flatbuffer))
+  tflm = accuracy.streaming_accuracy(stream, features, labels, 1, reset=True)
+  return {'clips': int(len(labels)),
+          'jax_non_stream': 100 * jax_correct / len(labels),
+          'int8_tflm_reset1': 100 * tflm.accuracy}
 
 
 def measure(name: str, variant: str, args) -> dict:
@@ -103,8 +133,9 @@ def table(results: dict) -> str:
   QAT network itself, the full-integer stream and what it costs."""
   lines = ['| model | run | steps | float JAX: clips / stream | QAT JAX '
            '(fake quant): clips | full-int8 stream: TFLM / LiteRT | flash | '
-           'arena | MACs/step | LiteRT int8 ms/step | TFLM ms/step (host) |',
-           '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+           'arena | MACs/step | LiteRT int8 ms/step | TFLM ms/step (host) | '
+           'Kokoro held out: JAX clips / int8 TFLM stream |',
+           '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
   names = {'float': 'float, PTQ', 'qat': 'QAT from scratch',
            'float_finetune': '+ float fine-tuning, PTQ',
            'qat_finetune': '+ QAT fine-tuning'}
@@ -122,7 +153,10 @@ def table(results: dict) -> str:
           f'{r["flash_bytes"] / 1024:,.0f} KiB | '
           f'{r["arena_bytes"] / 1024:,.1f} KiB | {r["macs_per_step"]:,} | '
           f'{r["litert_int8_ms_per_step"]:.2f} | '
-          f'{r["tflm_ms_per_step_host"]:.2f} |')
+          f'{r["tflm_ms_per_step_host"]:.2f} | ' + (
+              f'{r["heldout"]["jax_non_stream"]:.1f}% / '
+              f'{r["heldout"]["int8_tflm_reset1"]:.1f}% |'
+              if 'heldout' in r else 'not measured |'))
   return '\n'.join(lines)
 
 
@@ -162,6 +196,10 @@ def main() -> None:
   parser.add_argument('--variants', default=','.join(VARIANTS))
   parser.add_argument('--data', default='data/synth')
   parser.add_argument('--out', default='runs/quantization')
+  parser.add_argument('--heldout-dir', default='',
+                      help='also measure every run on Kokoro-82M speech made '
+                      'here (voices and an engine training never heard)')
+  parser.add_argument('--heldout-per-word', type=int, default=60)
   args = parser.parse_args()
   cli.configure_xla_cpu()
   path = os.path.join(args.out, 'quantization.json')
@@ -185,6 +223,17 @@ def main() -> None:
         continue
       results.setdefault(name, {})[variant] = measure(name, variant, args)
       atomic.write_json(path, results)
+  if args.heldout_dir:
+    from kws_jax.data import kokoro  # pylint: disable=g-import-not-at-top
+    for name, runs in results.items():
+      words = wanted_words(variant_config(name, 'float', args))
+      kokoro.synthesize_dataset(args.heldout_dir, words=words,
+                                per_word=args.heldout_per_word, seed=1)
+      for variant, result in runs.items():
+        if 'heldout' not in result:
+          result['heldout'] = heldout_figures(
+              os.path.join(args.out, name, variant), args.heldout_dir)
+          atomic.write_json(path, results)
   plot(results, os.path.join(args.out, 'quantization.png'))
   print(table(results))
 
