@@ -4,7 +4,8 @@ Exports the best checkpoint of a training run in every form (SavedModel,
 TFLite float / dynamic-range / int8, streaming with internal and external
 state), measures each one's test accuracy and writes ``manifest.json``;
 ``--micro`` adds the full-integer model for TensorFlow Lite Micro
-(``kws_jax.export.micro``).
+(``kws_jax.export.micro``); ``--esphome`` the single-keyword model and
+manifest for ESPHome's micro_wake_word (``kws_jax.export.esphome``).
 """
 
 from __future__ import annotations
@@ -33,9 +34,21 @@ def main(argv: list[str] | None = None) -> None:
                       'exceeds this')
   parser.add_argument('--max-flash-bytes', type=int, default=None,
                       help='with --micro: refuse a model larger than this')
+  parser.add_argument('--esphome', action='store_true',
+                      help='also write the wake-word model and manifest for '
+                      "ESPHome's micro_wake_word (esphome/); the run must be "
+                      'one keyword on micro features every 10 ms')
+  parser.add_argument('--languages', default='en',
+                      help='with --esphome: comma-separated trained_languages')
+  parser.add_argument('--author', default='kws_jax',
+                      help='with --esphome: the manifest\'s author')
+  parser.add_argument('--website', default=None,
+                      help='with --esphome: the manifest\'s website')
   args = parser.parse_args(argv)
-  if not args.micro and (args.max_arena_bytes or args.max_flash_bytes):
-    parser.error('--max-arena-bytes and --max-flash-bytes need --micro')
+  if not (args.micro or args.esphome) and (args.max_arena_bytes or
+                                           args.max_flash_bytes):
+    parser.error('--max-arena-bytes and --max-flash-bytes need --micro or '
+                 '--esphome')
   from kws_jax import cli  # pylint: disable=g-import-not-at-top
   cli.configure_xla_cpu()
   from kws_jax.export import ExportError, export_run  # pylint: disable=g-import-not-at-top
@@ -44,7 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     export_run(args.workdir, args.out, int8=not args.no_int8,
                folders=args.forms.split(',') if args.forms else None,
                micro=args.micro, budget=Budget(args.max_arena_bytes,
-                                               args.max_flash_bytes))
+                                               args.max_flash_bytes),
+               esphome=args.esphome, esphome_manifest={
+                   'languages': args.languages.split(','),
+                   'author': args.author, 'website': args.website})
   except (OSError, ExportError, ValueError) as error:
     sys.exit(f'error: {error}')
 

@@ -43,7 +43,7 @@ import multiprocessing
 import os
 import tempfile
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import jax
@@ -55,6 +55,7 @@ from kws_jax import config as kws_config
 from kws_jax import data, evaluate
 from kws_jax.atomic import atomic_write
 from kws_jax.export import accuracy, forms, savedmodel, tflite
+from kws_jax.export import esphome as esphome_export
 from kws_jax.export import micro as micro_export
 from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import count_params
@@ -225,7 +226,11 @@ def export_run(workdir: str, out_dir: str | None = None, *,
                workers: int | None = None,
                folders: Collection[str] | None = None,
                micro: bool = False,
-               budget: micro_export.Budget = micro_export.Budget()
+               budget: micro_export.Budget = micro_export.Budget(),
+               esphome: bool = False,
+               esphome_detection: Callable[[bytes], esphome_export.Detection]
+               | None = None,
+               esphome_manifest: dict[str, Any] | None = None
                ) -> dict[str, Any]:
   """Exports the best checkpoint of ``workdir`` in every form; see module doc.
 
@@ -237,7 +242,11 @@ def export_run(workdir: str, out_dir: str | None = None, *,
   ``TFLITE_MODELS`` to write (default: all; ``int8=False`` drops the int8
   ones). ``micro``: also the full-integer streaming model for TensorFlow
   Lite Micro and its C files (``kws_jax.export.micro``), first, so a model
-  over ``budget`` fails before the other conversions.
+  over ``budget`` fails before the other conversions. ``esphome``: also the
+  single-keyword model and manifest for ESPHome's micro_wake_word
+  (``kws_jax.export.esphome``), its detector from ``esphome_detection(
+  flatbuffer)`` (default: the run's operating point) and
+  ``esphome_manifest`` (``languages``, ``author``, ``website``).
 
   Returns the manifest (also written to ``out_dir/manifest.json``).
 
@@ -299,6 +308,19 @@ def export_run(workdir: str, out_dir: str | None = None, *,
     say(f'{micro_entry["file"]}: {micro_entry["flash_bytes"]:,} bytes, '
         f'arena {micro_entry["arena_bytes"]:,} bytes, int8 stream accuracy '
         f'{micro_entry["accuracy_test_split"]["tflm_reset1"]:.2f}% (TFLM)')
+  esphome_entry = None
+  if esphome:
+    esphome_entry = _export_esphome(
+        out_dir, model, params, label_names, train_inputs, inputs, labels,
+        budget, esphome_detection or (
+            lambda _: esphome_export.detection_from_operating_point(
+                _operating_point(workdir), features_step_ms(model))),
+        esphome_manifest or {})
+    tested = esphome_entry['test_split_tflm']
+    say(f'{esphome_entry["file"]}: {esphome_entry["flash_bytes"]:,} bytes, '
+        f'arena {esphome_entry["arena_bytes"]:,} bytes; test clips under '
+        f'TFLM: recall {tested["recall"]:.1%}, false fires '
+        f'{tested["false_fire_rate"]:.1%}')
   for form in exported_forms:
     savedmodel.save(form, model, params, os.path.join(out_dir, form))
     say(f'SavedModel {form}/')
@@ -350,6 +372,8 @@ def export_run(workdir: str, out_dir: str | None = None, *,
   manifest['quantization_aware'] = quantization_aware
   if micro_entry is not None:
     manifest['micro'] = micro_entry
+  if esphome_entry is not None:
+    manifest['esphome'] = esphome_entry
   _write(os.path.join(out_dir, 'manifest.json'),
          json.dumps(manifest, indent=2) + '\n')
   say(f'exported to {out_dir} in {time.time() - started:.0f} s' + (
@@ -379,6 +403,27 @@ def _export_micro(out_dir: str, model: Model, params: Any,
                                               params, clips),
       features(train_inputs[picked]), features(test_inputs), test_labels,
       budget)
+
+
+def features_step_ms(model: Model) -> float:
+  """Milliseconds of one streaming step of ``model`` on its features."""
+  return micro_export.features_model(model).step_ms
+
+
+def _export_esphome(out_dir: str, model: Model, params: Any,
+                    label_names: list[str], train_inputs: np.ndarray,
+                    test_inputs: np.ndarray, test_labels: np.ndarray,
+                    budget: micro_export.Budget,
+                    detection: Callable[[bytes], esphome_export.Detection],
+                    fields: dict[str, Any]) -> dict[str, Any]:
+  """``esphome_export.export_esphome`` on the run's feature clips."""
+  esphome_export.check_model(model)  # before computing anything
+  picked = np.random.default_rng(0).choice(
+      len(train_inputs), min(CALIBRATION_CLIPS['stream_state_external'],
+                             len(train_inputs)), replace=False)
+  return esphome_export.export_esphome(
+      out_dir, model, params, label_names, train_inputs[picked], test_inputs,
+      test_labels, detection, budget, **fields)
 
 
 def read_label_names(workdir: str) -> list[str]:
