@@ -1,5 +1,6 @@
 """Wake-word models for ESPHome's micro_wake_word (export --esphome)."""
 
+import dataclasses
 import json
 import os
 
@@ -233,3 +234,73 @@ def test_the_external_state_micro_model_is_not_an_esphome_model(esphome_run):  #
   with pytest.raises(ExportError, match=r"inputs \['features', 'state_"
                      r".*expected \['features'\] and \['probability'\]"):
     esphome.check_flatbuffer(flatbuffer)
+
+
+# -- The wake-word recipe's sweep (kws_jax.wakeword.esphome) -------------------
+
+
+def test_stream_features_carry_the_frontend_state_across_segments(monkeypatch):
+  from kws_jax.wakeword import esphome as wakeword_esphome  # pylint: disable=g-import-not-at-top
+  frontend = esphome.esphome_frontend()
+  audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+  whole = esphome.esphome_features(
+      np.asarray(frontend.apply({}, jnp.asarray(audio[None])))[0],
+      frontend.out_scale)
+  monkeypatch.setattr(wakeword_esphome, 'SEGMENT_FRAMES', 7)
+  segmented = wakeword_esphome.stream_features(frontend, audio)
+  # The step form emits a frame per stride from the first; the full-window
+  # form only once its first window is whole.
+  warmup = segmented.shape[0] - whole.shape[0]
+  assert warmup == 2
+  np.testing.assert_array_equal(segmented[warmup:], whole)
+
+
+def _stream(name, seconds, events=()):
+  from kws_jax.data.synth_stream import KeywordEvent  # pylint: disable=g-import-not-at-top
+  from kws_jax.wakeword import streams as streams_lib  # pylint: disable=g-import-not-at-top
+  return streams_lib.Stream(name, np.zeros(int(seconds * 16000), np.float32),
+                            tuple(KeywordEvent('yes', *e) for e in events))
+
+
+def test_the_sweep_applies_esphomes_rule_at_every_cutoff():
+  from kws_jax.wakeword import esphome as wakeword_esphome  # pylint: disable=g-import-not-at-top
+  step_s = 0.03
+  # 60 s with a keyword at 10-11 s; the model gives 200 during it, and 150
+  # for 0.3 s at 40 s (a false accept at cutoffs below 150).
+  steps = np.zeros(2000, np.uint8)
+  steps[int(10.2 / step_s):int(10.8 / step_s)] = 200
+  steps[int(40 / step_s):int(40.3 / step_s)] = 150
+  points = wakeword_esphome.sweep(
+      [steps], [_stream('keywords.wav', 60, [(10.0, 11.0)])], 'yes', step_s,
+      window=5)
+  assert [p.threshold for p in points[:3]] == [0.0, 1.0, 2.0]
+  assert len(points) == 255
+  by_cutoff = {int(p.threshold): p for p in points}
+  assert by_cutoff[100].misses == 0 and by_cutoff[100].false_accepts == 1
+  # A mean of 150 over 5 steps fires above 149, not at 150.
+  assert by_cutoff[149].false_accepts == 1
+  assert by_cutoff[150].false_accepts == 0 and by_cutoff[150].misses == 0
+  assert by_cutoff[199].misses == 0 and by_cutoff[200].misses == 1
+
+
+def test_the_cutoff_is_swept_on_the_shipped_model(esphome_run):  # pylint: disable=redefined-outer-name
+  from kws_jax.wakeword import esphome as wakeword_esphome  # pylint: disable=g-import-not-at-top
+  _, _, flatbuffer = esphome_run
+  rng = np.random.default_rng(0)
+  streams = [_stream('keywords.wav', 6, [(2.0, 3.0)]),
+             _stream('negative.wav', 6)]
+  streams = [dataclasses.replace(s, audio=rng.normal(0, 0.05, len(s.audio))
+                                 .astype(np.float32)) for s in streams]
+  detection, sweep = wakeword_esphome.choose_detection(
+      flatbuffer, esphome.esphome_frontend(), streams, 'yes', 0.03, 4,
+      target_fa_per_hour=1000.0, progress=False)
+  assert sweep['hours'] == pytest.approx(12 / 3600)
+  assert len(sweep['points']) == 255
+  assert detection.sliding_window_size == 4
+  assert 'swept on 0.00 h of validation streams' in detection.source or (
+      'none reaches' in detection.source)
+  best = sweep['points'][detection.cutoff]
+  if 'swept' in detection.source:
+    assert best['fa_per_hour'] <= 1000.0
+    assert all(p['frr'] >= best['frr'] for p in sweep['points']
+               if p['fa_per_hour'] <= 1000.0)

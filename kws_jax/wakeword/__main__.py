@@ -54,6 +54,12 @@ _KOKORO_PER_WORD = flags.DEFINE_integer(
 _HELDOUT_PER_WORD = flags.DEFINE_integer(
     'heldout_per_word', 20,
     'Kokoro-82M clips per keyword for the held-out engine check (0: skip).')
+_ESPHOME = flags.DEFINE_bool(
+    'esphome', False,
+    "Also export the model for ESPHome's micro_wake_word (one keyword; a "
+    'model on ESPHome\'s features, e.g. --config '
+    'experiments/configs/esphome_cnn.py), its cutoff swept on the '
+    'validation streams with the int8 model under TFLM.')
 _TFLITE_FORMS = cli.define_tflite_forms_flag()
 DEFAULT_CONFIG = 'experiments/configs/embedding_dnn.py'
 _STEPS = 6
@@ -93,19 +99,23 @@ def main(argv: list[str]) -> None:
     keywords = recipe_lib.parse_keywords(_WORDS.value)
     if _TARGET.value <= 0:
       raise ValueError(f'--target-fa-per-hour {_TARGET.value:g}, expected > 0')
+    if _ESPHOME.value and len(keywords) != 1:
+      raise ValueError(f'--esphome: an ESPHome model detects one wake word, '
+                       f'--words gives {len(keywords)}')
   except ValueError as error:
     sys.exit(f'error: {error}')
   cli.configure_xla_cpu()
   # pylint: disable=g-import-not-at-top
   from kws_jax import config as kws_config
   from kws_jax.detect.runners import read_labels
-  from kws_jax.export import ExportError, export_run
+  from kws_jax.export import ExportError, esphome as esphome_export, export_run
+  from kws_jax.export.pipeline import features_step_ms
   from kws_jax.export.report import forms_table
   from kws_jax.heldout import kokoro_accuracy
   from kws_jax.models import build_model
   from kws_jax.train import load_run, train_and_evaluate
   from kws_jax.train.workdir import check_resumable
-  from kws_jax.wakeword import selection, streams as streams_lib
+  from kws_jax.wakeword import esphome, selection, streams as streams_lib
   # pylint: enable=g-import-not-at-top
 
   recipe = recipe_lib.RECIPES[_RECIPE.value]
@@ -144,6 +154,8 @@ def main(argv: list[str]) -> None:
     room_streams = recipe_lib.render_evaluation_rooms(recipe, layout,
                                                       _ROOMS_DIR.value)
 
+    if _ESPHOME.value:  # before any training: the model must fit ESPHome
+      esphome_export.check_model(build_model(config))
     ladder = selection.budgets(_TARGET.value)
     _step(3, f'training {config.model.name} in {workdir}, checkpoints chosen '
           f'by recall at {ladder[0]:g}-{ladder[-1]:g} FA/h on validation '
@@ -162,7 +174,21 @@ def main(argv: list[str]) -> None:
     point = selection.read_operating_point(workdir)
 
     _step(4, 'exporting every form and measuring its test accuracy')
-    manifest = export_run(workdir, folders=_TFLITE_FORMS.value)
+    esphome_sweep = {}
+    if _ESPHOME.value:
+      step_ms = features_step_ms(model)
+      validation = streams_lib.load_streams(
+          [layout.stream('validation'), layout.stream('validation_negative')])
+
+      def esphome_detection(flatbuffer):
+        detection, esphome_sweep['validation'] = esphome.choose_detection(
+            flatbuffer, model.frontend, validation, keywords[0],
+            step_ms / 1000, max(1, round(point['smoothing_ms'] / step_ms)),
+            _TARGET.value, refractory_ms=point['refractory_ms'])
+        return detection
+    manifest = export_run(
+        workdir, folders=_TFLITE_FORMS.value, esphome=_ESPHOME.value,
+        esphome_detection=esphome_detection if _ESPHOME.value else None)
   except (ValueError, FileNotFoundError, FloatingPointError,
           ExportError) as error:
     sys.exit(f'error: {error}')
@@ -181,6 +207,26 @@ def main(argv: list[str]) -> None:
     evaluations[name] = recipe_lib.evaluate_streams(
         model, params, labels, paths, plot, f'{", ".join(keywords)}: {name}',
         smoothing_ms=point['smoothing_ms'])
+  esphome_report = None
+  if _ESPHOME.value:
+    entry = manifest['esphome']
+    with open(os.path.join(workdir, entry['file']), 'rb') as file:
+      flatbuffer = file.read()
+    detection = esphome_export.Detection(entry['probability_cutoff_uint8'],
+                                         entry['sliding_window_size'],
+                                         entry['cutoff_source'])
+    esphome_report = {
+        'cutoff_uint8': detection.cutoff, 'source': detection.source,
+        'sliding_window_size': detection.sliding_window_size,
+        'validation': esphome_sweep.get('validation'),
+        **{name: esphome.evaluate(
+            flatbuffer, model.frontend, streams_lib.load_streams(paths),
+            keywords[0], features_step_ms(model) / 1000, detection,
+            refractory_ms=point['refractory_ms'])
+           for name, paths in (
+               ('streams', [layout.stream('evaluation'),
+                            layout.stream('evaluation_negative')]),
+               ('streams in rooms', room_streams))}}
   heldout_styles = recipe_lib.heldout_kokoro_styles(recipe)
   heldout = kokoro_accuracy(
       workdir, os.path.join(layout.data, 'kokoro' if len(heldout_styles) > 1
@@ -191,6 +237,7 @@ def main(argv: list[str]) -> None:
             'operating_point': point, 'evaluation': evaluations,
             'kokoro': heldout.as_dict() if heldout else None,
             'kokoro_styles': list(heldout_styles),
+            'esphome': esphome_report,
             'seconds': time.time() - started}
   recipe_lib.write_report(workdir, report)
 
@@ -220,6 +267,15 @@ def main(argv: list[str]) -> None:
     chosen = recipe_lib.point_at(evaluation, threshold)
     if chosen is not None:
       print(f'  at the operating point: FRR {chosen["frr"]:.1%}, '
+            f'{chosen["fa_per_hour"]:.2f} FA/h')
+  if esphome_report is not None:
+    print(f'\nESPHome model {manifest["esphome"]["manifest"]} (int8 under TFLM,'
+          f' arena {manifest["esphome"]["arena_bytes"]:,} bytes): cutoff '
+          f'{esphome_report["cutoff_uint8"]}/255, window '
+          f'{esphome_report["sliding_window_size"]}; {esphome_report["source"]}')
+    for name in ('streams', 'streams in rooms'):
+      chosen = esphome_report[name]['at_cutoff']
+      print(f'  held-out {name}: FRR {chosen["frr"]:.1%}, '
             f'{chosen["fa_per_hour"]:.2f} FA/h')
   print(f'\ntotal time {time.time() - started:.0f} s; artifacts in {workdir}: '
         f'manifest.json, tflite_*/, {recipe_lib.REPORT_FILE}, '
