@@ -304,3 +304,19 @@ def test_the_cutoff_is_swept_on_the_shipped_model(esphome_run):  # pylint: disab
     assert best['fa_per_hour'] <= 1000.0
     assert all(p['frr'] >= best['frr'] for p in sweep['points']
                if p['fa_per_hour'] <= 1000.0)
+
+
+def test_the_esphome_config_converts_to_an_esphome_model():
+  """experiments/configs/esphome_cnn.py, untrained: every check passes."""
+  from experiments.configs import esphome_cnn  # pylint: disable=g-import-not-at-top
+  config = esphome_cnn.get_config()
+  config.data.wanted_words = 'hey jax'
+  config.model.conv_implementation = 'xla'
+  model = build_model(config)
+  esphome.check_model(model)
+  params = model.init(jax.random.PRNGKey(0))
+  flatbuffer = esphome.convert(micro.features_model(model), params, 2,
+                               _features(2, 100)[None])
+  feature, _ = esphome.check_flatbuffer(flatbuffer)
+  assert feature.shape == (1, 3, 40)
+  assert len(esphome.resource_variables(flatbuffer)) == 3

@@ -2,11 +2,11 @@
 
 TFLM's micro frontend as ESPHome computes it (30 ms windows every 10 ms, 40
 channels: ``micro_frontend_config(window_stride_ms=10.0)``), outside the
-model (``preprocess='micro'``), 1 s clips ([98, 40] features). The first
+model (``preprocess='micro'``), 1 s clips ([100, 40] features). The first
 convolution strides three frames, so one streaming step takes 30 ms (the
 model's input is [1, 3, 40], as microWakeWord's v2 models); then two
 convolutions, the frequency halved twice, a flatten over the window and a
-small dense layer: 85,675 parameters (about 90 KB of int8 flash), only ops
+small dense layer: 88,747 parameters (about 90 KB of int8 flash), only ops
 ESPHome registers (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2D,
 LOGISTIC, ...).
 
@@ -29,7 +29,11 @@ from kws_jax.models import cnn
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   del arg
   config = kws_config.default_config()
-  config.frontend = micro_frontend_config(window_stride_ms=10.0)
+  # Semicausal framing: frame i ends with stride i, so the streaming model
+  # on audio steps whole 30 ms blocks from the first sample (what the
+  # recipe's stream evaluation runs); ESPHome's frames are the same.
+  config.frontend = micro_frontend_config(window_stride_ms=10.0,
+                                          padding='semicausal')
   config.model = cnn.default_config()
   config.model.update(
       preprocess='micro', cnn_filters='16,24,16',

@@ -10,7 +10,7 @@ import ml_collections
 
 from kws_jax.frontend import MfccFrontend
 from kws_jax.layers import Layer, Sequential
-from kws_jax.layers.quantize import fake_quantized
+from kws_jax.layers.quantize import DEFAULT_MOMENTUM, fake_quantized
 from kws_jax.micro_frontend import MicroFrontend
 from kws_jax.models import cnn, crnn, dnn, ds_cnn, gru, lstm
 from kws_jax.models import ds_tc_resnet
@@ -166,7 +166,7 @@ def build_model(config: ml_collections.ConfigDict, *,
         f'{frontend.window_size_ms:g} ms, stride '
         f'{frontend.window_stride_ms:g} ms): {error}') from None
   if quantization_aware(config):
-    momentum = config.quantization.get('range_momentum', 0.99)
+    momentum = config.quantization.get('range_momentum', DEFAULT_MOMENTUM)
     body = fake_quantized(Sequential(name, tuple(body)), momentum).layers
   if preprocess == 'raw':
     return Model(name=name, net=Sequential(name, (frontend, *body)),
