@@ -222,7 +222,10 @@ def main(argv: list[str]) -> None:
         **{name: esphome.evaluate(
             flatbuffer, model.frontend, streams_lib.load_streams(paths),
             keywords[0], features_step_ms(model) / 1000, detection,
-            refractory_ms=point['refractory_ms'])
+            refractory_ms=point['refractory_ms'],
+            plot_path=os.path.join(workdir, 'wakeword_det_esphome_' +
+                                   name.replace(' ', '_') + '.png'),
+            title=f'{keywords[0]}, ESPHome int8 model under TFLM: {name}')
            for name, paths in (
                ('streams', [layout.stream('evaluation'),
                             layout.stream('evaluation_negative')]),

@@ -138,14 +138,18 @@ def evaluate(flatbuffer: bytes, frontend: MicroFrontend,
              streams: Sequence[streams_lib.Stream], wake_word: str,
              step_s: float, detection: esphome_export.Detection, *,
              refractory_ms: float = detector_lib.DEFAULT_REFRACTORY_MS,
+             plot_path: str | None = None, title: str = 'ESPHome model',
              progress: bool = True) -> dict[str, Any]:
   """FRR and FA/h of the ESPHome model at ``detection`` on held-out streams,
-  and its best FRR at the recipe's budgets."""
+  and its best FRR at the recipe's budgets; its DET curve (over the uint8
+  cutoffs) at ``plot_path``."""
   from kws_jax.wakeword import recipe as recipe_lib  # pylint: disable=g-import-not-at-top
   probabilities = stream_probabilities(flatbuffer, frontend, streams, progress)
   points = sweep(probabilities, streams, wake_word, step_s,
                  detection.sliding_window_size, refractory_ms=refractory_ms)
   chosen = points[detection.cutoff]
+  if plot_path is not None:
+    metrics.plot_det(points, plot_path, title=title)
   return {'hours': chosen.hours, 'keywords': chosen.occurrences,
           'at_cutoff': chosen.as_dict(),
           'frr_at_fa_per_hour': streams_lib.frr_at_budgets(
