@@ -110,3 +110,22 @@ def observe_range(value_range: Array, x: Array, momentum: float) -> Array:
 def empty_range() -> Array:
   """A range not observed yet."""
   return jnp.zeros((2,), jnp.float32)
+
+
+# TFLite's int8 LOGISTIC and TANH write fixed quantizations, whatever the
+# calibration saw: scale 1/256, zero point -128 ([0, 255/256]) and scale
+# 1/128, zero point 0 ([-1, 127/128]).
+LOGISTIC_RANGE = (0.0, 255.0 / 256.0)
+TANH_RANGE = (-1.0, 127.0 / 128.0)
+
+
+def sigmoid(x: Array) -> Array:
+  """``sigmoid(x)`` on the grid of TFLite's int8 LOGISTIC output."""
+  return fake_quant_activation(jax.nn.sigmoid(x),
+                               jnp.asarray(LOGISTIC_RANGE, jnp.float32))
+
+
+def tanh(x: Array) -> Array:
+  """``tanh(x)`` on the grid of TFLite's int8 TANH output."""
+  return fake_quant_activation(jnp.tanh(x),
+                               jnp.asarray(TANH_RANGE, jnp.float32))

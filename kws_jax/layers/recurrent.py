@@ -31,6 +31,11 @@ class _Recurrent(base.Layer):
   kws_streaming's streaming cells do), so the stream equals the full window
   once the state has forgotten them, not exactly. Subclasses define the
   params, the state and the cell.
+
+  ``quantize_state`` (quantization-aware training): the state carried from
+  frame to frame is fake-quantized with observed ranges (``params
+  ['state_quant']``) and the gates' sigmoid and tanh outputs round to the
+  fixed int8 grids of TFLite's LOGISTIC and TANH.
   """
 
   name: str
@@ -142,6 +147,15 @@ class _Recurrent(base.Layer):
       outputs.append(out)
     return state, jnp.stack(outputs, axis=1)
 
+  @property
+  def _activations(self) -> tuple[Callable[[Array], Array],
+                                  Callable[[Array], Array]]:
+    """``(sigmoid, tanh)`` of the gates: on the grids of TFLite's int8
+    LOGISTIC and TANH outputs when the layer is quantization-aware."""
+    if self.quantize_state:
+      return fake_quant.sigmoid, fake_quant.tanh
+    return jax.nn.sigmoid, jnp.tanh
+
   @staticmethod
   def _quantized(cell, state_quant: base.Params):
     """``cell`` whose new state is fake-quantized with its ranges."""
@@ -214,13 +228,14 @@ class GRU(_Recurrent):
     def project(x):
       return jnp.matmul(x, params['kernel']) + params['bias'][0]
 
+    sigmoid, tanh = self._activations
+
     def cell(state, projected):
       h = state['h']
       hidden = jnp.matmul(h, recurrent_kernel) + recurrent_bias
-      z = jax.nn.sigmoid(projected[:, :units] + hidden[:, :units])
-      r = jax.nn.sigmoid(projected[:, units:2 * units] +
-                         hidden[:, units:2 * units])
-      candidate = jnp.tanh(projected[:, 2 * units:] + r * hidden[:, 2 * units:])
+      z = sigmoid(projected[:, :units] + hidden[:, :units])
+      r = sigmoid(projected[:, units:2 * units] + hidden[:, units:2 * units])
+      candidate = tanh(projected[:, 2 * units:] + r * hidden[:, 2 * units:])
       h = z * h + (1.0 - z) * candidate
       return {'h': h}, h
 
@@ -321,6 +336,7 @@ class LSTM(_Recurrent):
 
   def _cell(self, params):
     units = self.units
+    sigmoid, tanh = self._activations
     if not self.use_peepholes:
       def project(x):
         return jnp.matmul(x, params['kernel']) + params['bias']
@@ -328,9 +344,8 @@ class LSTM(_Recurrent):
       def cell(state, projected):
         gates = projected + jnp.matmul(state['h'], params['recurrent_kernel'])
         i, f, g, o = (gates[:, k * units:(k + 1) * units] for k in range(4))
-        c = (jax.nn.sigmoid(f) * state['c'] +
-             jax.nn.sigmoid(i) * jnp.tanh(g))
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        c = sigmoid(f) * state['c'] + sigmoid(i) * tanh(g)
+        h = sigmoid(o) * tanh(c)
         return {'c': c, 'h': h}, h
 
       return project, cell
@@ -346,9 +361,9 @@ class LSTM(_Recurrent):
       c_prev = state['c']
       gates = projected + jnp.matmul(state['h'], recurrent_kernel)
       i, j, f, o = (gates[:, k * units:(k + 1) * units] for k in range(4))
-      c = (jax.nn.sigmoid(f + 1.0 + params['w_f_diag'] * c_prev) * c_prev +
-           jax.nn.sigmoid(i + params['w_i_diag'] * c_prev) * jnp.tanh(j))
-      h = jax.nn.sigmoid(o + params['w_o_diag'] * c) * jnp.tanh(c)
+      c = (sigmoid(f + 1.0 + params['w_f_diag'] * c_prev) * c_prev +
+           sigmoid(i + params['w_i_diag'] * c_prev) * tanh(j))
+      h = sigmoid(o + params['w_o_diag'] * c) * tanh(c)
       if self.num_proj:
         h = jnp.matmul(h, params['projection_kernel'])
       return {'c': c, 'h': h}, h
