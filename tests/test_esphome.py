@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip('tflite_micro')
+# One worker builds the trained fixture (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('esphome')
 
 from kws_jax.export import ExportError, esphome, export_run, forms, micro  # pylint: disable=g-import-not-at-top
 from kws_jax.export import micro_runtime
@@ -132,6 +134,9 @@ def test_slices_become_strided_slices_that_copy_the_same_values(esphome_run):  #
   clips = _features(1, 60)[None]
   raw = esphome.converter_output(model, params, 2, clips)
   assert 'SLICE' in tflite.op_names(raw)
+  with pytest.raises(ExportError, match=r'it uses SLICE, which ESPHome does '
+                     'not register'):
+    esphome.check_flatbuffer(raw)
   rewritten = esphome.slices_as_strided_slices(raw)
   assert 'SLICE' not in tflite.op_names(rewritten)
   outputs = []
@@ -220,20 +225,6 @@ def test_one_wake_word_only(labels, count):
   with pytest.raises(ExportError, match=f'have {count} keywords'):
     esphome.keyword_index(labels)
   assert esphome.keyword_index(['_silence_', '_unknown_', 'hey jax']) == 2
-
-
-def test_the_external_state_micro_model_is_not_an_esphome_model(esphome_run):  # pylint: disable=redefined-outer-name
-  """The --micro form (states as inputs, int8 logits) fails every check
-  ESPHome would fail it on, each named."""
-  workdir, _, _ = esphome_run
-  manifest = export_run(workdir, os.path.join(workdir, 'micro_only'),
-                        progress=False, workers=0, folders=(), micro=True)
-  with open(os.path.join(workdir, 'micro_only', manifest['micro']['file']),
-            'rb') as file:
-    flatbuffer = file.read()
-  with pytest.raises(ExportError, match=r"inputs \['features', 'state_"
-                     r".*expected \['features'\] and \['probability'\]"):
-    esphome.check_flatbuffer(flatbuffer)
 
 
 # -- The wake-word recipe's sweep (kws_jax.wakeword.esphome) -------------------

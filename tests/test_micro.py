@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip('tflite_micro')
+# One worker builds the trained fixture (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('micro')
 
 from kws_jax.export import ExportError, export_run  # pylint: disable=g-import-not-at-top
 from kws_jax.export import micro, micro_runtime
@@ -206,3 +208,40 @@ def test_the_runner_rebuilds_the_micro_frontend(micro_run):  # pylint: disable=r
       'stream_state_external.tflite'))
   assert runner.block_samples == 320
   assert runner(np.zeros(320, np.float32)).shape == (4,)
+
+
+def test_a_computed_state_gets_one_quantization_on_both_sides(tmp_path):
+  """An LSTM's cell state is computed anew each step: calibration ranges
+  its input and output apart, and the export gives both the wider
+  quantization so the device can copy it back."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from kws_jax import config as kws_config  # pylint: disable=g-import-not-at-top
+  from kws_jax.export import pipeline, savedmodel, tflite  # pylint: disable=g-import-not-at-top
+  from kws_jax.models import build_model, lstm  # pylint: disable=g-import-not-at-top
+  config = kws_config.default_config()
+  config.model = lstm.default_config()
+  config.model.update(preprocess='mfcc', lstm_units='8', num_proj='4')
+  config.data.wanted_words = 'yes,no'
+  model = build_model(config)
+  params = model.init(jax.random.key(0))
+  clips = np.random.default_rng(0).normal(
+      0, 1, (4, model.clip_length, *model.input_shape)).astype(np.float32)
+  savedmodel.save('stream_state_external', model, params, str(tmp_path))
+  converted = tflite.convert_full_int8(
+      str(tmp_path), pipeline.representative_dataset(
+          'stream_state_external', model, params, clips))
+  with pytest.raises(ExportError, match='the device could not feed it back'):
+    micro.check_full_integer(converted, 'lstm')
+  unified, changed = micro.unify_state_quantization(converted)
+  assert 'state_lstm_0__c' in changed
+  inputs, outputs = micro.check_full_integer(unified, 'lstm')
+  for name in changed:
+    assert (inputs[name].scale, inputs[name].zero_point) == (
+        outputs[name].scale, outputs[name].zero_point)
+  # It streams under TFLM as under LiteRT's reference kernels.
+  tflm = micro_runtime.tflm_stream(unified)
+  litert = micro_runtime.litert_stream(unified, reference=True)
+  for block in clips[0][:20]:
+    q = tflm.input.quantize(block[None, None])
+    np.testing.assert_allclose(tflm(q).astype(int), litert(q).astype(int),
+                               atol=1)

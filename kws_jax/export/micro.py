@@ -69,6 +69,68 @@ def features_model(model: Model) -> Model:
                label_count=model.label_count, frontend=frontend)
 
 
+# Ops whose int8 kernels requantize to their output tensor's scale and zero
+# point (read at Prepare), and read their inputs' own: a computed state's
+# quantization may be changed on either side without changing the kernels.
+REQUANTIZING_OPS = frozenset({'ADD', 'SUB', 'MUL', 'FULLY_CONNECTED',
+                              'CONV_2D', 'DEPTHWISE_CONV_2D', 'BATCH_MATMUL'})
+
+
+def unify_state_quantization(flatbuffer: bytes
+                             ) -> tuple[bytes, list[str]]:
+  """Gives each computed state's input and output one quantization.
+
+  Calibration ranges a state input over the states a stream starts its
+  steps from and the output over those it ends them with; for a state a
+  step computes anew (an LSTM's cell) the two ranges differ slightly and
+  the device could not copy the output back. Both tensors take the wider
+  of the two, where only requantizing ops (``REQUANTIZING_OPS``) produce
+  the output and read the input. Returns the flatbuffer and the states
+  changed; a state whose ops cannot take it is left for
+  ``check_full_integer`` to name.
+  """
+  import flatbuffers  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  inputs, outputs = micro_runtime.signature(flatbuffer)
+  mismatched = [n for n in inputs if n.startswith('state_') and n in outputs
+                and (inputs[n].scale, inputs[n].zero_point) !=
+                (outputs[n].scale, outputs[n].zero_point)]
+  if not mismatched:
+    return flatbuffer, []
+  names = {code: name for name, code in vars(schema.BuiltinOperator).items()
+           if not name.startswith('_')}
+  model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+  definition = next(d for d in model.signatureDefs
+                    if d.signatureKey.decode() == 'serving_default')
+  subgraph = model.subgraphs[definition.subgraphIndex]
+  in_index = {m.name.decode(): m.tensorIndex for m in definition.inputs}
+  out_index = {m.name.decode(): m.tensorIndex for m in definition.outputs}
+
+  def op_name(op) -> str:
+    code = model.operatorCodes[op.opcodeIndex]
+    return names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+
+  changed = []
+  for name in mismatched:
+    source, target = in_index[name], out_index[name]
+    readers = [op_name(op) for op in subgraph.operators
+               if source in list(op.inputs)]
+    writers = [op_name(op) for op in subgraph.operators
+               if target in list(op.outputs)]
+    if not set(readers + writers) <= REQUANTIZING_OPS:
+      continue
+    tensors = [subgraph.tensors[source], subgraph.tensors[target]]
+    spans = [abs(t.quantization.scale[0]) for t in tensors]
+    wider = tensors[int(spans[1] > spans[0])].quantization
+    for tensor in tensors:
+      tensor.quantization.scale = list(wider.scale)
+      tensor.quantization.zeroPoint = list(wider.zeroPoint)
+    changed.append(name)
+  builder = flatbuffers.Builder(len(flatbuffer) + 1024)
+  builder.Finish(model.Pack(builder), file_identifier=b'TFL3')
+  return bytes(builder.Output()), changed
+
+
 def check_full_integer(flatbuffer: bytes, what: str
                        ) -> tuple[dict[str, TensorInfo], dict[str, TensorInfo]]:
   """Raises ExportError unless every tensor is an integer, the inputs and
@@ -310,6 +372,7 @@ def export_micro(out_dir: str, model: Model, params: Any,
     savedmodel.save('stream_state_external', model, params, scratch)
     flatbuffer = tflite.convert_full_int8(
         scratch, representative(model, calibration))
+  flatbuffer, unified = unify_state_quantization(flatbuffer)
   inputs, outputs = check_full_integer(flatbuffer, what)
   arena = micro_runtime.smallest_arena(flatbuffer)
   budget.check(arena, len(flatbuffer))
@@ -342,6 +405,7 @@ def export_micro(out_dir: str, model: Model, params: Any,
       'outputs': {n: _quantization(i) for n, i in outputs.items()},
       'accuracy_test_split': measured,
       'tflm_vs_litert': runtimes,
+      'states_given_one_quantization': unified,
   }
 
 
