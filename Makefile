@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python -m kws_jax.wakeword
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/model_speed.py

@@ -38,7 +38,9 @@ def speech_like(rng: np.random.Generator, seconds: float = 1.0) -> np.ndarray:
 def pytest_collection_modifyitems(config, items):
   """Tests marked ``long`` run first: xdist deals them out to the workers
   before the short ones, which then fill in, so both workers finish
-  together instead of one waiting on a long test dealt out last."""
+  together instead of one waiting on a long test dealt out last. ``make
+  test`` deals out whole files (``--dist loadfile``: a module's fixtures
+  are built once), the files of long tests first."""
   del config
   items.sort(key=lambda item: item.get_closest_marker('long') is None)
 

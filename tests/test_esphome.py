@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip('tflite_micro')
-# One worker builds the trained fixture (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group('esphome')
 
 from kws_jax.export import ExportError, esphome, export_run, forms, micro  # pylint: disable=g-import-not-at-top
 from kws_jax.export import micro_runtime

@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip('tflite_micro')
-# One worker builds the trained fixture (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group('micro')
 
 from kws_jax.export import ExportError, export_run  # pylint: disable=g-import-not-at-top
 from kws_jax.export import micro, micro_runtime
