@@ -394,15 +394,20 @@ def _export_micro(out_dir: str, model: Model, params: Any,
     return np.concatenate([np.asarray(frontend(inputs[i:i + 100]))
                            for i in range(0, len(inputs), 100)])
 
-  picked = np.random.default_rng(0).choice(
-      len(train_inputs), min(CALIBRATION_CLIPS['stream_state_external'],
-                             len(train_inputs)), replace=False)
   return micro_export.export_micro(
       out_dir, model, params,
       lambda m, clips: representative_dataset('stream_state_external', m,
                                               params, clips),
-      features(train_inputs[picked]), features(test_inputs), test_labels,
-      budget)
+      features(_stream_calibration(train_inputs)), features(test_inputs),
+      test_labels, budget)
+
+
+def _stream_calibration(train_inputs: np.ndarray) -> np.ndarray:
+  """The training clips that calibrate a full-integer stream (seeded)."""
+  picked = np.random.default_rng(0).choice(
+      len(train_inputs), min(CALIBRATION_CLIPS['stream_state_external'],
+                             len(train_inputs)), replace=False)
+  return train_inputs[picked]
 
 
 def features_step_ms(model: Model) -> float:
@@ -418,12 +423,9 @@ def _export_esphome(out_dir: str, model: Model, params: Any,
                     fields: dict[str, Any]) -> dict[str, Any]:
   """``esphome_export.export_esphome`` on the run's feature clips."""
   esphome_export.check_model(model)  # before computing anything
-  picked = np.random.default_rng(0).choice(
-      len(train_inputs), min(CALIBRATION_CLIPS['stream_state_external'],
-                             len(train_inputs)), replace=False)
   return esphome_export.export_esphome(
-      out_dir, model, params, label_names, train_inputs[picked], test_inputs,
-      test_labels, detection, budget, **fields)
+      out_dir, model, params, label_names, _stream_calibration(train_inputs),
+      test_inputs, test_labels, detection, budget, **fields)
 
 
 def read_label_names(workdir: str) -> list[str]:
