@@ -126,6 +126,36 @@ def test_custom_conv_vjp_equals_autodiff(case):
     np.testing.assert_allclose(c, a, atol=2e-5)
 
 
+@pytest.mark.parametrize('case', ['k5x3_dilated_t2', 'k5x2_feature_stride2',
+                                  'k4x3_dilated_3x2', 'k1x3_stateless',
+                                  'k10x1'])
+@pytest.mark.parametrize('compute_dtype', [None, 'bfloat16'])
+@pytest.mark.parametrize('channels', [3, 24])  # kernel gradient by im2col; XLA
+def test_padding_free_lax_conv_gradient_equals_autodiff(case, compute_dtype,
+                                                        channels):
+  """lax_conv's gradients equal autodiff of lax.conv (same rounding)."""
+  from kws_jax.layers import lax_conv  # pylint: disable=g-import-not-at-top
+  config = CONV_CASES[case]
+  dilation = config.get('dilation', (1, 1))
+  strides = config.get('strides', (1, 1))
+  x = _inputs((2, 22, 13, channels))
+  kernel = _inputs((*config['kernel_size'], channels, 5), seed=1)
+
+  def loss(conv, x, kernel):
+    return jnp.sum(jnp.sin(conv(x, kernel, dilation, strides, 1,
+                                compute_dtype)))
+
+  ours = jax.grad(functools.partial(loss, lax_conv.conv_valid),
+                  argnums=(0, 1))(x, kernel)
+  autodiff = jax.grad(functools.partial(loss, lax_conv._lax_conv),
+                      argnums=(0, 1))(x, kernel)
+  tolerance = 2e-5 if compute_dtype is None else 2e-2
+  for o, a in zip(ours, autodiff):
+    assert o.shape == a.shape
+    np.testing.assert_allclose(o, a, atol=tolerance * float(jnp.max(
+        jnp.abs(a))))
+
+
 def test_bfloat16_compute_is_close_to_float32():
   x = _inputs((2, 20, 12, 4))
   f32 = layers.Conv2D('c', 8, (3, 3))

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from kws_jax.layers import base
+from kws_jax.layers import lax_conv
 from kws_jax.layers.activations import get_activation
-from kws_jax.layers.core import cast_operands
 from kws_jax.layers.im2col import conv_valid
 from kws_jax.layers.window import PADDINGS as TIME_PADDINGS
 from kws_jax.layers.window import TimeWindow
@@ -189,7 +189,8 @@ class Conv2D(_WindowConv):
   ``implementation='im2col'`` gathers the kernel taps with shifted slices and
   does one matmul, with a VJP of the same form (see ``layers.im2col``; fast
   on CPU, exports to TFLite as slices + FULLY_CONNECTED); ``'xla'`` uses
-  ``lax.conv_general_dilated``. ``compute_dtype='bfloat16'`` runs the matmuls
+  ``lax.conv_general_dilated`` with an input gradient that does not
+  convolve over zero padding (``layers.lax_conv``). ``compute_dtype='bfloat16'`` runs the matmuls
   on bfloat16 inputs with float32 accumulation. ``groups > 1`` is Keras'
   grouped convolution: ``kernel [k_time, k_feat, in / groups, filters]``,
   group ``g`` reads the ``g``-th slice of the input channels and writes the
@@ -247,12 +248,8 @@ class Conv2D(_WindowConv):
 
   def _convolve(self, kernel: Array, x: Array) -> Array:
     if self.implementation == 'xla':
-      lhs, rhs = cast_operands(x, kernel, self.compute_dtype)
-      return jax.lax.conv_general_dilated(
-          lhs, rhs, window_strides=self.strides, padding='VALID',
-          rhs_dilation=self.dilation,
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-          feature_group_count=self.groups, preferred_element_type=x.dtype)
+      return lax_conv.conv_valid(x, kernel, self.dilation, self.strides,
+                                 self.groups, self.compute_dtype)
     # Group g reads input channels [g i, (g + 1) i) and writes filters
     # [g f, (g + 1) f), as Keras' grouped Conv2D.
     outputs = [conv_valid(part, k, self.dilation, self.strides[1],
