@@ -1,16 +1,18 @@
-"""Training speed of the paper CNN: kws_jax against Keras 3 on TensorFlow.
+"""Training speed of the paper CNN, DS-CNN and GRU: kws_jax against Keras 3.
 
     python benchmarks/train_speed.py [--batch 100] [--steps 20] [--data-dir DIR]
 
-Runs, each in its own process so that XLA and TensorFlow settings do not mix:
-  * kws_jax's jitted train step (Adam, dropout, MFCC input [49, 20]) with
-    in-memory batches, with the XLA:CPU flags kws_jax's tools set (YNNPACK
-    convolutions), the same with one host device per core (data parallel,
-    as the training loop shards batches), and with XLA's defaults (im2col
-    convolutions);
-  * the same architecture in Keras 3 (TensorFlow backend, oneDNN), trained
-    with ``train_on_batch`` on the same batch;
-  * kws_jax's raw-audio train step fed by the real input pipeline (full
+Runs, each in its own process so that XLA and TensorFlow settings do not mix,
+for each model (kws_jax and Keras alternating):
+  * kws_jax's jitted train step (Adam, dropout, MFCCs of raw audio computed
+    inside the step as in training) with in-memory batches, with the XLA:CPU
+    flags kws_jax's tools set (YNNPACK convolutions); for the CNN also with
+    one host device per core (data parallel, as the training loop shards
+    batches) and with XLA's defaults (im2col convolutions);
+  * the same architecture in Keras 3 (``kws_jax.keras_reference``,
+    TensorFlow backend, oneDNN), trained with ``train_on_batch`` on MFCCs
+    [49, 20];
+  * kws_jax's raw-audio CNN train step fed by the real input pipeline (full
     augmentation) against the same step on one in-memory batch, to show
     whether loading limits training (needs a dataset; the default synthetic
     one is generated into --data-dir if missing).
@@ -31,22 +33,24 @@ sys.path.insert(0, REPO)
 
 from benchmarks.timing import median_seconds  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-FILTERS = (64, 64, 64, 64, 128, 64, 128)
-KERNELS = ((3, 3), (5, 3), (5, 3), (5, 3), (5, 2), (5, 1), (10, 1))
-DILATIONS = ((1, 1), (1, 1), (2, 1), (1, 1), (2, 1), (1, 1), (2, 1))
+MODELS = ('cnn', 'ds_cnn', 'gru')
+
+
+def model_config(name: str):
+  import importlib  # pylint: disable=g-import-not-at-top
+  return importlib.import_module(f'experiments.configs.{name}').get_config()
 
 
 def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from experiments.configs import cnn as cnn_config  # pylint: disable=g-import-not-at-top
   from kws_jax import data  # pylint: disable=g-import-not-at-top
   from kws_jax.cli import preferred_conv_implementation  # pylint: disable=g-import-not-at-top
   from kws_jax.models import build_model  # pylint: disable=g-import-not-at-top
   from kws_jax.train import optim, parallel, steps as train_steps  # pylint: disable=g-import-not-at-top
 
-  config = cnn_config.get_config()
+  config = model_config(args.model)
   config.model.preprocess = preprocess
   config.train.batch_size = args.batch
   model = build_model(
@@ -82,8 +86,8 @@ def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
   in_memory = median_seconds(lambda: run(lambda: batch), args.steps,
                              warmup=3)
   result = {'in_memory': args.batch / in_memory, 'devices': mesh.size,
-            'conv': next(layer.implementation for layer in model.net.layers
-                         if hasattr(layer, 'implementation'))}
+            'conv': next((layer.implementation for layer in model.net.layers
+                          if hasattr(layer, 'implementation')), '-')}
   if pipeline:
     config.data.data_dir = args.data_dir
     from kws_jax.train.loop import load_dataset  # pylint: disable=g-import-not-at-top
@@ -98,14 +102,12 @@ def keras_part(args) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  layers = [tf.keras.layers.Input((49, 20)), tf.keras.layers.Reshape((49, 20, 1))]
-  for filters, kernel, dilation in zip(FILTERS, KERNELS, DILATIONS):
-    layers.append(tf.keras.layers.Conv2D(filters, kernel, dilation_rate=dilation,
-                                         activation='relu'))
-  layers += [tf.keras.layers.Flatten(), tf.keras.layers.Dropout(0.5),
-             tf.keras.layers.Dense(128), tf.keras.layers.Dense(256, 'relu'),
-             tf.keras.layers.Dense(12)]
-  model = tf.keras.Sequential(layers)
+  from kws_jax import keras_reference  # pylint: disable=g-import-not-at-top
+
+  flags = model_config(args.model).model
+  model = {'cnn': lambda: keras_reference.paper_cnn(tf, flags.dropout1),
+           'ds_cnn': lambda: keras_reference.paper_ds_cnn(tf, flags),
+           'gru': lambda: keras_reference.paper_gru(tf)}[args.model]()
   model.compile(
       optimizer=tf.keras.optimizers.Adam(5e-4, epsilon=1e-8),
       loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -122,7 +124,7 @@ def run_part(part: str, args, env_overrides: dict) -> dict:
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', **env_overrides)
   command = [sys.executable, __file__, '--part', part, '--batch',
              str(args.batch), '--steps', str(args.steps), '--data-dir',
-             args.data_dir]
+             args.data_dir, '--model', args.model]
   out = subprocess.run(command, env=env, capture_output=True, text=True,
                        check=False)
   if out.returncode:
@@ -135,6 +137,8 @@ def main() -> None:
   parser.add_argument('--batch', type=int, default=100)
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--data-dir', default='data/synth')
+  parser.add_argument('--model', default='cnn', choices=MODELS,
+                      help=argparse.SUPPRESS)
   parser.add_argument('--part', default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
 
@@ -157,21 +161,32 @@ def main() -> None:
   cores = os.cpu_count() or 1
   per_core = {'XLA_FLAGS': f'{os.environ.get("XLA_FLAGS", "")} '
                            f'--xla_force_host_platform_device_count={cores}'}
-  results = {
-      'kws_jax (YNNPACK conv)': run_part('jax-fast', args, {}),
-      f'  on {cores} host devices': run_part('jax-fast', args, per_core),
-      'kws_jax (XLA defaults)': run_part('jax-default', args, default_xla),
-      'Keras 3 / TF': run_part('keras', args, {}),
-  }
+  rows = []  # (model, trainer, result)
+  for model in MODELS:
+    args.model = model
+    # kws_jax and Keras alternate, so that a slow spell of a shared machine
+    # does not fall on one of them only.
+    rows.append((model, 'kws_jax', run_part('jax-fast', args, {})))
+    rows.append((model, 'Keras 3 / TF', run_part('keras', args, {})))
+    if model == 'cnn':
+      rows.append((model, f'kws_jax on {cores} host devices',
+                   run_part('jax-fast', args, per_core)))
+      rows.append((model, 'kws_jax, XLA defaults',
+                   run_part('jax-default', args, default_xla)))
+  args.model = 'cnn'
   pipeline = run_part('jax-pipeline', args, {})
-  keras = results['Keras 3 / TF']['in_memory']
-  print(f'Paper CNN train step, batch {args.batch}, MFCC input, '
-        f'{os.cpu_count()} cores (median of {args.steps} steps)')
-  print(f'{"trainer":<26}{"conv":<10}{"examples/s":>12}{"vs Keras":>10}')
-  for name, result in results.items():
-    print(f'{name:<26}{result.get("conv", "oneDNN"):<10}'
-          f'{result["in_memory"]:>12.0f}{result["in_memory"] / keras:>9.2f}x')
-  print(f'\nRaw-audio train step (frontend inside), YNNPACK conv: '
+  keras = {model: result['in_memory'] for model, trainer, result in rows
+           if trainer.startswith('Keras')}
+  print(f'Train step, batch {args.batch}, Adam, {cores} cores (median of '
+        f'{args.steps} steps); kws_jax computes the MFCCs of raw audio '
+        'inside its step, Keras is given them')
+  print(f'{"model":<8}{"trainer":<28}{"conv":<9}{"examples/s":>11}'
+        f'{"vs Keras":>10}')
+  for model, trainer, result in rows:
+    print(f'{model:<8}{trainer:<28}{result.get("conv", "oneDNN"):<9}'
+          f'{result["in_memory"]:>11.0f}'
+          f'{result["in_memory"] / keras[model]:>9.2f}x')
+  print(f'\nCNN raw-audio train step (frontend inside), YNNPACK conv: '
         f'{pipeline["in_memory"]:.0f} examples/s on one in-memory batch, '
         f'{pipeline["pipeline"]:.0f} fed by the augmenting pipeline '
         f'({args.data_dir}).')

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import cnn as cnn_config
+from kws_jax import keras_reference
 from kws_jax.layers import count_params, scan_steps
 from kws_jax.models import build_model, params_from_keras
 from kws_jax.summary import model_summary
@@ -116,27 +117,6 @@ def test_every_step_of_a_long_stream_gives_its_last_second(mfcc_model):
                                atol=1e-5)
 
 
-def keras_paper_cnn(tf):
-  """kws_streaming's CNN on [49, 20] MFCCs (non-streaming), in Keras."""
-  keras_layers = [tf.keras.layers.Input((49, 20)),
-                  tf.keras.layers.Reshape((49, 20, 1))]
-  config = cnn_config.get_config().model
-  for i, (filters, kernel, dilation) in enumerate(zip(
-      (64, 64, 64, 64, 128, 64, 128),
-      ((3, 3), (5, 3), (5, 3), (5, 3), (5, 2), (5, 1), (10, 1)),
-      ((1, 1), (1, 1), (2, 1), (1, 1), (2, 1), (1, 1), (2, 1)))):
-    keras_layers.append(tf.keras.layers.Conv2D(
-        filters, kernel, dilation_rate=dilation, activation='relu',
-        name=f'conv2d_{i}'))
-  keras_layers += [
-      tf.keras.layers.Flatten(),
-      tf.keras.layers.Dropout(config.dropout1),
-      tf.keras.layers.Dense(128, name='dense_0'),
-      tf.keras.layers.Dense(256, activation='relu', name='dense_1'),
-      tf.keras.layers.Dense(12, name='logits')]
-  return tf.keras.Sequential(keras_layers)
-
-
 def test_matches_kws_streaming_keras_cnn(mfcc_model):
   """The same weights in the Keras CNN of kws_streaming give the same logits."""
   tf = pytest.importorskip('tensorflow')
@@ -144,7 +124,7 @@ def test_matches_kws_streaming_keras_cnn(mfcc_model):
   params = jax.tree.map(
       lambda p: p + 0.01 * jax.random.normal(jax.random.key(5), p.shape),
       params)  # non-zero biases
-  keras_model = keras_paper_cnn(tf)
+  keras_model = keras_reference.paper_cnn(tf, cnn_config.get_config().model.dropout1)
   for name, weights in params.items():
     keras_model.get_layer(name).set_weights(
         [np.asarray(weights['kernel']), np.asarray(weights['bias'])])
@@ -157,7 +137,7 @@ def test_matches_kws_streaming_keras_cnn(mfcc_model):
 def test_loads_keras_weights_in_layer_order(mfcc_model):
   tf = pytest.importorskip('tensorflow')
   model, _ = mfcc_model
-  keras_model = keras_paper_cnn(tf)
+  keras_model = keras_reference.paper_cnn(tf, cnn_config.get_config().model.dropout1)
   keras_model.get_layer('dense_0').bias.assign(tf.fill([128], 0.05))
   weights = [w.numpy() for w in keras_model.trainable_weights]
   params = params_from_keras(model, weights)

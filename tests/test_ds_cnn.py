@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import ds_cnn as ds_cnn_config
+from kws_jax import keras_reference
 from kws_jax.layers import count_params
 from kws_jax.layers.base import trainable_mask
 from kws_jax.models import build_model
@@ -25,36 +26,11 @@ def make_config(**model_overrides):
   return config
 
 
-def keras_ds_cnn(tf, flags):
-  """kws_streaming's DS-CNN on [49, 20] MFCCs (non-streaming), in Keras 3."""
-
-  def norm():
-    return tf.keras.layers.BatchNormalization(
-        momentum=flags.bn_momentum, center=bool(flags.bn_center),
-        scale=bool(flags.bn_scale))
-
-  net = [tf.keras.layers.Input((49, 20)), tf.keras.layers.Reshape((49, 20, 1)),
-         tf.keras.layers.Conv2D(flags.cnn1_filters, (3, 3),
-                                dilation_rate=(2, 1)),
-         norm(), tf.keras.layers.Activation('relu')]
-  for kernel, dilation, filters in zip(
-      ((3, 3), (3, 3), (10, 3), (5, 3), (10, 3)),
-      ((1, 1), (2, 2), (1, 1), (2, 2), (1, 1)), (300,) * 5):
-    net += [tf.keras.layers.DepthwiseConv2D(kernel, dilation_rate=dilation),
-            norm(), tf.keras.layers.Activation('relu'),
-            tf.keras.layers.Conv2D(filters, (1, 1)), norm(),
-            tf.keras.layers.Activation('relu')]
-  net += [tf.keras.layers.AveragePooling2D((13, 4)),
-          tf.keras.layers.Flatten(), tf.keras.layers.Dropout(flags.dropout1),
-          tf.keras.layers.Dense(12)]
-  return tf.keras.Sequential(net)
-
-
 def test_paper_ds_cnn_matches_kws_streaming_in_keras():
   tf = pytest.importorskip('tensorflow')
   config = make_config(preprocess='mfcc')
   model = build_model(config)
-  keras_model = keras_ds_cnn(tf, config.model)
+  keras_model = keras_reference.paper_ds_cnn(tf, config.model)
   assert keras_model.count_params() == 497_412
   # Keras' initial kernels and the pooling over the whole plane leave
   # logits that hardly depend on a noise clip: 4x the kernels and clips of

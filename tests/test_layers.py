@@ -436,6 +436,27 @@ DEPTHWISE_CASES = {
 }
 
 
+@pytest.mark.parametrize('kernel_size, dilation', [
+    ((3, 3), (1, 1)), ((10, 3), (1, 1)), ((5, 3), (2, 2)), ((1, 1), (1, 1))])
+def test_depthwise_taps_gradient_equals_autodiff(kernel_size, dilation):
+  """The unit-stride VJP of the taps equals autodiff of the sum of taps."""
+  from kws_jax.layers import conv  # pylint: disable=g-import-not-at-top
+  x = _inputs((3, 24, 9, 4))
+  kernel = _inputs((*kernel_size, 4), seed=1)
+
+  def loss(fn, x, kernel):
+    return jnp.sum(jnp.sin(fn(x, kernel, dilation)))
+
+  ours = jax.grad(functools.partial(loss, conv._depthwise_unit_stride),
+                  argnums=(0, 1))(x, kernel)
+  autodiff = jax.grad(functools.partial(
+      loss, lambda x, k, d: conv._sum_of_taps(x, k, d, (1, 1))),
+                      argnums=(0, 1))(x, kernel)
+  for o, a in zip(ours, autodiff):
+    assert o.shape == a.shape
+    np.testing.assert_allclose(o, a, atol=2e-5 * float(jnp.max(jnp.abs(a))))
+
+
 @pytest.mark.parametrize('case', list(DEPTHWISE_CASES))
 def test_depthwise_contract_and_implementations_agree(case):
   taps = layers.DepthwiseConv2D('dw', **DEPTHWISE_CASES[case])

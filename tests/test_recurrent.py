@@ -7,6 +7,7 @@ import pytest
 
 from experiments.configs import crnn as crnn_config
 from experiments.configs import gru as gru_config
+from kws_jax import keras_reference
 from kws_jax import layers
 from kws_jax.layers import count_params, scan_steps
 from kws_jax.models import build_model
@@ -54,12 +55,7 @@ def test_gru_contract(time):
 def test_paper_gru_matches_kws_streaming_in_keras():
   tf = pytest.importorskip('tensorflow')
   model = build_model(make_config(preprocess='mfcc'))
-  keras_model = tf.keras.Sequential([
-      tf.keras.layers.Input((49, 20)),
-      tf.keras.layers.GRU(400, return_sequences=False, reset_after=True),
-      tf.keras.layers.Flatten(), tf.keras.layers.Dropout(0.1),
-      tf.keras.layers.Dense(128), tf.keras.layers.Dense(256, 'relu'),
-      tf.keras.layers.Dense(12)])
+  keras_model = keras_reference.paper_gru(tf)
   assert keras_model.count_params() == 593_836
   params = assert_logits_match_keras(model, keras_model)
   assert count_params(params) == 593_836
