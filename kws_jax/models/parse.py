@@ -4,11 +4,18 @@ kws_streaming passes layer lists as strings (``--cnn_filters '64,64,128'``,
 ``--cnn_act "'relu','relu'"``). We accept the same strings, plain Python
 sequences, and unquoted names (``'relu,relu'``), and fail with a message that
 names the field, the value and the expected form.
+
+The strings are read by a small parser of our own, not ``ast.literal_eval``:
+CPython 3.11's AST constructor keeps its recursion depth in interpreter-wide
+state, so parsing while another thread builds an AST (3.11's traceback
+module does, to place its carets; orbax's checkpoint threads print
+tracebacks) can fail with ``SystemError: AST constructor recursion depth
+mismatch``.
 """
 
 from __future__ import annotations
 
-import ast
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,8 +51,8 @@ def _split(field: str, value: Any, kind: str) -> list[Any]:
     if not text:
       return []
     try:
-      parsed = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+      parsed = parse_literal(text)
+    except ValueError:
       if kind == 'str':  # unquoted names: relu,relu
         return [part.strip() for part in text.split(',')]
       raise ValueError(f'{field}: cannot parse {value!r}; expected '
@@ -58,6 +65,78 @@ def _split(field: str, value: Any, kind: str) -> list[Any]:
   if isinstance(value, Sequence):
     return [value] if kind == 'pair' and _is_pair(value) else list(value)
   return [value]
+
+
+_TOKEN = re.compile(r"""\s*(?:
+    (?P<number>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))
+  | (?P<string>'[^'\\]*'|"[^"\\]*")
+  | (?P<punct>[(),\[\]])
+)""", re.VERBOSE)
+
+
+def parse_literal(text: str) -> Any:
+  """Reads numbers, quoted strings and nested tuples or lists of them.
+
+  Accepts what ``ast.literal_eval`` accepts of these (``'64,64'`` is a tuple,
+  ``'(3,3)'`` a tuple, ``'[1]'`` a list, ``'7'`` an int, ``"'relu'"`` a
+  string); raises ValueError on anything else.
+  """
+  tokens = _tokenize(text)
+  value, end = _parse_sequence(tokens, 0, closing=None)
+  if end != len(tokens):
+    raise ValueError(f'unexpected {tokens[end][1]!r} in {text!r}')
+  return value
+
+
+def _tokenize(text: str) -> list[tuple[str, str]]:
+  tokens, position = [], 0
+  text = text.rstrip()
+  while position < len(text):
+    match = _TOKEN.match(text, position)
+    if match is None or match.end() == position:
+      raise ValueError(f'cannot read {text[position:]!r}')
+    kind = match.lastgroup
+    tokens.append((kind, match.group(kind)))
+    position = match.end()
+  return tokens
+
+
+def _parse_sequence(tokens: list[tuple[str, str]], start: int,
+                    closing: str | None) -> tuple[Any, int]:
+  """Comma-separated values up to ``closing`` (or the end at top level)."""
+  items, position, trailing_comma = [], start, False
+  while position < len(tokens) and tokens[position][1] != closing:
+    value, position = _parse_value(tokens, position)
+    items.append(value)
+    trailing_comma = False
+    if position < len(tokens) and tokens[position][1] == ',':
+      position, trailing_comma = position + 1, True
+    elif position < len(tokens) and tokens[position][1] != closing:
+      raise ValueError(f'expected a comma, found {tokens[position][1]!r}')
+  if closing is not None and position == len(tokens):
+    raise ValueError(f'missing {closing!r}')
+  if closing == ']':
+    return items, position + 1
+  if closing is None and len(items) == 1 and not trailing_comma:
+    return items[0], position
+  if closing == ')' and len(items) == 1 and not trailing_comma:
+    return items[0], position + 1  # '(3)' is 3, as in Python
+  if not items and closing is None:
+    raise ValueError('empty')
+  return tuple(items), position + (closing is not None)
+
+
+def _parse_value(tokens: list[tuple[str, str]],
+                 position: int) -> tuple[Any, int]:
+  kind, text = tokens[position]
+  if kind == 'number':
+    is_int = re.fullmatch(r'[-+]?\d+', text) is not None
+    return (int(text) if is_int else float(text)), position + 1
+  if kind == 'string':
+    return text[1:-1], position + 1
+  if text in '([':
+    return _parse_sequence(tokens, position + 1, ')' if text == '(' else ']')
+  raise ValueError(f'unexpected {text!r}')
 
 
 def _is_pair(value: Any) -> bool:
