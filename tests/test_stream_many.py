@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from experiments.configs import gru as gru_config
+from kws_jax.detect import detector as detector_lib
 from kws_jax.micro_frontend import micro_frontend_config
 from kws_jax.models import build_model, streaming
+from kws_jax.wakeword import streams as streams_lib
 from tests.test_streaming import tiny_model
 from tests.test_train import tiny_config
 
@@ -154,3 +156,26 @@ def test_segment_and_batch_sizes_must_be_positive(rng, option):
   with pytest.raises(ValueError, match='expected >= 1'):
     streaming.stream_logits_many(model, params, recordings(rng, [(3, 0)]),
                                  **option)
+
+
+def test_stream_posteriors_streams_all_streams_in_one_call(rng, monkeypatch):
+  model, params = small_model('cnn')
+  audio = recordings(rng, [(200, 0), (20, 3), (75, 0)])
+  streams = [streams_lib.Stream(f's{i}', one, ()) for i, one in
+             enumerate(audio)]
+  calls = []
+  original = streaming.stream_logits_many
+
+  def counted(*args, **kwargs):
+    calls.append(len(args[2]))
+    return original(*args, **kwargs)
+
+  monkeypatch.setattr(streaming, 'stream_logits_many', counted)
+  items = streams_lib.stream_posteriors(model, params, streams,
+                                        smoothing_ms=60)
+  assert calls == [3]
+  for stream, item, logits in zip(streams, items,
+                                  reference(model, params, audio)):
+    assert item.stream is stream
+    expected = detector_lib.smooth_posteriors(detector_lib.softmax(logits), 3)
+    np.testing.assert_allclose(item.smoothed, expected, atol=1e-5)

@@ -5,9 +5,10 @@ miss (FRR), and how often does it fire when nobody said one (false accepts
 per hour, FA/h)? Both are answered on long streams: streams with keywords at
 known times (``synth_stream`` with a ground-truth CSV) and keyword-free
 streams (hours of speech, noise and near-miss words). Each stream is run
-through the model once, batched (``models.streaming.stream_logits``: lax.scan
-over the step), its posteriors smoothed as the detector smooths them, and
-every threshold of the sweep is then applied to all streams together:
+through the model once, all streams batched together
+(``models.streaming.stream_logits_many``: lax.scan over the step), its
+posteriors smoothed as the detector smooths them, and every threshold of
+the sweep is then applied to all streams together:
 
     FRR  = missed keywords / keywords of all streams,
     FA/h = false accepts of all streams / hours of all streams
@@ -83,19 +84,22 @@ class Posteriors:
 def stream_posteriors(model: Model, params: Any, streams: Sequence[Stream], *,
                       smoothing_ms: float = detector_lib.DEFAULT_SMOOTHING_MS,
                       progress: bool = False) -> list[Posteriors]:
-  """Runs every stream through the model (batched) and smooths its posteriors."""
+  """Runs all streams through the model at once and smooths their posteriors.
+
+  One ``streaming.stream_logits_many`` call: the segments of all streams
+  share the batches (for a recurrent model, one stream per batch row).
+  """
   block_s = streaming.block_samples(model) / audio_lib.SAMPLE_RATE
   window = detector_lib.milliseconds_to_blocks('smoothing_ms', smoothing_ms,
                                                block_s, 1)
-  results = []
-  for stream in streams:
-    logits = streaming.stream_logits(model, params, stream.audio,
-                                     progress=progress,
-                                     description=stream.name)
-    smoothed = detector_lib.smooth_posteriors(detector_lib.softmax(logits),
-                                              window)
-    results.append(Posteriors(stream, smoothed, block_s))
-  return results
+  logits = streaming.stream_logits_many(
+      model, params, [stream.audio for stream in streams], progress=progress,
+      description=f'streaming {len(streams)} streams')
+  return [
+      Posteriors(stream, detector_lib.smooth_posteriors(
+          detector_lib.softmax(out), window), block_s)
+      for stream, out in zip(streams, logits)
+  ]
 
 
 def sweep(posteriors: Sequence[Posteriors], labels: Sequence[str], *,
