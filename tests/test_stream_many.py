@@ -81,7 +81,9 @@ def test_many_recordings_equal_each_stepped_block_by_block(rng, kind,
   model, params = small_model(kind)
   assert streaming.block_samples(model) == BLOCK
   assert (streaming.warmup_steps(model) is None) == (kind != 'cnn')
-  audio = recordings(rng, LENGTHS)
+  # The micro frontend compiles and steps slowly: fewer recordings, still
+  # more than its rows.
+  audio = recordings(rng, LENGTHS[1:5] if kind == 'micro cnn' else LENGTHS)
   logits = streaming.stream_logits_many(model, params, audio,
                                         segment_steps=16,
                                         batch_size=batch_size)
