@@ -9,7 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from kws_jax.data import audio, pipeline, speech_commands as sc
+from kws_jax.data import acoustics, audio, pipeline, windows
+from kws_jax.data import speech_commands as sc
 from kws_jax.data.augment import AudioAugmentation, SpecAugment
 
 CLIP = (
@@ -328,3 +329,76 @@ def test_a_foreground_longer_than_the_clip_is_refused(dataset):
                      'to clip_samples=1600'):
     next(pipeline.eval_batches(dataset, 'testing', 4, clip_samples=CLIP,
                                foreground_samples=2 * CLIP))
+
+
+# -- Augmentation on the device ------------------------------------------------
+
+
+def test_augment_on_device_batches_hold_placed_files_and_row_flags(dataset):
+  window = 3 * CLIP
+  bank = windows.from_windows(np.full((2, window), 0.25, np.float32),
+                              ['yes', 'cat'], sample_rate=16000)
+  options = kwargs(clip_samples=window, foreground_samples=CLIP, windows=bank,
+                   window_fraction=0.25, num_threads=1)
+  batches = list(pipeline.train_batches(dataset, 8, seed=4, num_steps=3,
+                                        augment_on_device=True, **options))
+  batch = batches[0]
+  assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
+      'audio': ((8, window), np.float32), 'label': ((8,), np.int32),
+      'weight': ((8,), np.float32), 'is_silence': ((8,), np.bool_),
+      'augment': ((8,), np.bool_)}
+  examples = dataset.split('training')
+  rows = pipeline.train_example_indices(len(examples), 6, 4, 0)
+  for row, index in enumerate(rows):  # unaugmented, at the end of the window
+    path = examples[index].path
+    expected = np.zeros(CLIP) if path is None else audio.read_clip(path, CLIP)
+    np.testing.assert_array_equal(batch['audio'][row, -CLIP:], expected)
+    assert not batch['audio'][row, :-CLIP].any()
+    assert batch['is_silence'][row] == (path is None)
+  assert batch['is_silence'].any()  # the fixture's silence share
+  np.testing.assert_array_equal(batch['augment'], [True] * 6 + [False] * 2)
+  assert not batch['is_silence'][6:].any()
+  np.testing.assert_allclose(batch['audio'][6:], 0.25, atol=1e-4)
+  # The same rows and labels as the host-augmented batch, which has no flags.
+  host = next(pipeline.train_batches(dataset, 8, seed=4, **options))
+  assert set(host) == {'audio', 'label', 'weight'}
+  np.testing.assert_array_equal(host['label'], batch['label'])
+  # A pure function of (dataset, seed, step).
+  resumed = next(pipeline.train_batches(dataset, 8, seed=4, start_step=2,
+                                        augment_on_device=True, **options))
+  for key in batch:
+    np.testing.assert_array_equal(resumed[key], batches[2][key])
+
+
+def test_device_augments_a_host_batch_and_draws_masks(dataset):
+  jax = pytest.importorskip('jax')
+  from kws_jax.data import device_augment
+  batch = next(pipeline.train_batches(dataset, 16, seed=0, num_threads=1,
+                                      augment_on_device=True, **kwargs()))
+  noise = [audio.read_wav(path) for path in dataset.background_noise_paths]
+  settings = device_augment.DeviceAugmentation(
+      AudioAugmentation(background_frequency=1.0), CLIP, SpecAugment(),
+      (9, 40))
+  out = jax.jit(device_augment.augment_batch, static_argnums=3)(
+      jax.random.key(0), batch, device_augment.noise_bank(noise, CLIP),
+      settings)
+  assert {k: v.shape for k, v in out.items()} == {
+      'audio': (16, CLIP), 'label': (16,), 'weight': (16,),
+      'time_mask': (16, 9), 'frequency_mask': (16, 40)}
+  augmented = np.asarray(out['audio'])
+  assert np.abs(augmented).max() <= 1.0
+  assert np.all(np.abs(augmented - batch['audio']).max(axis=1) > 0)
+  np.testing.assert_array_equal(out['label'], batch['label'])
+  assert not np.asarray(out['time_mask']).all()
+
+
+@pytest.mark.parametrize('bad, fragment', [
+    ({'augmentation': None}, 'nothing to augment'),
+    ({'spec_augment': SpecAugment(), 'feature_shape': (9, 40)},
+     'the device draws the SpecAugment masks'),
+    ({'acoustics': acoustics.Acoustics()}, 'room simulation runs on the host'),
+])
+def test_augment_on_device_refuses_host_work(dataset, bad, fragment):
+  with pytest.raises(ValueError, match=fragment):
+    pipeline.train_batches(dataset, 4, seed=0, augment_on_device=True,
+                           **bad, **kwargs())

@@ -13,6 +13,8 @@ The modules with a command line are imported by name, so that
   kws_jax.data.render_acoustics  rooms, noise and channels over streams and
                              datasets (evaluation in rooms never heard);
   kws_jax.data.download      download_speech_commands: v0.01 / v0.02.
+kws_jax.data.device_augment (the training augmentation as jitted JAX
+functions, for the train step) imports JAX and is not imported here.
 """
 
 from kws_jax.data.audio import (

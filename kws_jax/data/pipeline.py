@@ -38,6 +38,12 @@ above but not its background mix; `acoustics` then puts them in a room of
 with a microphone or a telephone line, drawn from (seed, step) on a stream
 of their own.
 
+Augmentation on the device (kws_jax.data.device_augment): with
+`augment_on_device`, the host does not augment: it reads and places the
+files as without augmentation, and the batch also holds "is_silence" bool
+[B] and "augment" bool [B] (False for window-bank rows), from which the
+jitted train step augments "audio" and draws SpecAugment masks itself.
+
 Evaluation batches cover a split exactly once, in order, never augmented; the
 last one is padded with weight-0 rows, so that
     sum(weight * correct) / sum(weight)
@@ -177,8 +183,11 @@ def train_batch(
     window_fraction: float = 0.0,
     acoustics: acoustics_lib.Acoustics | None = None,
     rooms: acoustics_lib.RoomBank | None = None,
+    augment_on_device: bool = False,
 ) -> Batch:
   """The training batch of step `step`: a pure function of its arguments."""
+  _check_augment_on_device(augment_on_device, augmentation, spec_augment,
+                           acoustics)
   examples = dataset.split('training')
   num_windows = window_rows(batch_size, windows, window_fraction)
   indices = train_example_indices(len(examples), batch_size - num_windows,
@@ -187,7 +196,7 @@ def train_batch(
   foreground = _foreground(clip_samples, foreground_samples)
   clips, readable = _load_examples(rows, foreground, sample_rate)
   is_silence = np.array([example.path is None for example in rows])
-  if augmentation is not None:
+  if augmentation is not None and not augment_on_device:
     rng = np.random.default_rng([seed, _AUGMENT_STREAM, step])
     clips = augment.augment_batch(
         clips, is_silence, noise if acoustics is None else [], rng, augmentation,
@@ -202,6 +211,9 @@ def train_batch(
       'label': np.array([example.label for example in rows], np.int32),
       'weight': readable.astype(np.float32),
   }
+  if augment_on_device:
+    batch['is_silence'] = is_silence
+    batch['augment'] = np.ones(len(rows), bool)
   if num_windows:
     rng = np.random.default_rng([seed, _WINDOW_STREAM, step])
     chosen = np.sort(rng.integers(len(windows), size=num_windows))
@@ -213,6 +225,8 @@ def train_batch(
              for row in chosen], np.int32)]),
         'weight': np.concatenate([batch['weight'],
                                   np.ones(num_windows, np.float32)]),
+        **{key: np.concatenate([batch[key], np.zeros(num_windows, bool)])
+           for key in ('is_silence', 'augment') if key in batch},
     }
   if spec_augment is not None:
     rng = np.random.default_rng([seed, _SPEC_AUGMENT_STREAM, step])
@@ -220,6 +234,26 @@ def train_batch(
         rng, batch_size, *feature_shape, spec_augment
     )
   return batch
+
+
+def _check_augment_on_device(
+    augment_on_device: bool,
+    augmentation: augment.AudioAugmentation | None,
+    spec_augment: augment.SpecAugment | None,
+    acoustics: acoustics_lib.Acoustics | None,
+) -> None:
+  """Refuses what the host would do besides reading under augment_on_device."""
+  if not augment_on_device:
+    return
+  if augmentation is None:
+    raise ValueError('augment_on_device=True with augmentation=None: nothing '
+                     'to augment on the device')
+  if spec_augment is not None:
+    raise ValueError('augment_on_device=True with spec_augment: the device '
+                     'draws the SpecAugment masks; pass spec_augment=None')
+  if acoustics is not None:
+    raise ValueError('augment_on_device=True with acoustics: the room '
+                     'simulation runs on the host only')
 
 
 def window_rows(batch_size: int, windows: windows_lib.WindowBank | None,
@@ -297,6 +331,7 @@ def train_batches(
     window_fraction: float = 0.0,
     acoustics: acoustics_lib.Acoustics | None = None,
     rooms: acoustics_lib.RoomBank | None = None,
+    augment_on_device: bool = False,
     num_threads: int | None = None,
     prefetch: int = 4,
 ) -> Iterator[Batch]:
@@ -318,6 +353,10 @@ def train_batches(
       drawn from it (see the module docstring).
     acoustics, rooms: Real-world acoustics for the dataset rows and the room
       responses it draws from (see the module docstring).
+    augment_on_device: Leave the augmentation to the train step: unaugmented
+      placed audio plus "is_silence" and "augment" (see the module
+      docstring). Needs an `augmentation` (None: nothing to augment), no
+      spec_augment (the device draws the masks) and no acoustics.
     num_threads: Loader threads (default: all cores).
     prefetch: Batches computed ahead of the consumer.
   """
@@ -327,6 +366,8 @@ def train_batches(
     raise ValueError(f'start_step={start_step}, expected >= 0')
   if (spec_augment is None) != (feature_shape is None):
     raise ValueError('spec_augment and feature_shape must be given together')
+  _check_augment_on_device(augment_on_device, augmentation, spec_augment,
+                           acoustics)
   if not dataset.split('training'):
     raise ValueError(f'the training split of {dataset.data_dir} is empty')
   window_rows(batch_size, windows, window_fraction)  # checks the settings
@@ -339,9 +380,10 @@ def train_batches(
   if acoustics is not None and acoustics.sample_rate != sample_rate:
     raise ValueError(f'acoustics at {acoustics.sample_rate} Hz, expected '
                      f'{sample_rate} Hz')
+  host_augments = augmentation is not None and not augment_on_device
   noise = (
       load_background_noise(dataset, sample_rate, clip_samples)
-      if augmentation is not None or acoustics is not None
+      if host_augments or acoustics is not None
       else []
   )
   make_batch = functools.partial(
@@ -360,6 +402,7 @@ def train_batches(
       window_fraction=window_fraction,
       acoustics=acoustics,
       rooms=rooms,
+      augment_on_device=augment_on_device,
   )
   steps = (
       itertools.count(start_step)
