@@ -40,6 +40,11 @@ def default_config() -> ml_collections.ConfigDict:
       'time_shift_ms': 100.0,
       'resample': 0.15,
       'volume_resample': 0.0,
+      # Where the training augmentation (and SpecAugment) runs: 'on' the
+      # accelerator, inside the jitted train step (kws_jax.data.device_augment;
+      # the loader only reads), 'off' (the host's loader threads), or 'auto':
+      # on unless JAX runs on the CPU or acoustics.enabled (host-only).
+      'device_augmentation': 'auto',
       # SpecAugment on the features (training only).
       'use_spec_augment': 0,
       'time_masks_number': 2,

@@ -18,7 +18,7 @@ import pytest
 from kws_jax import config as kws_config
 from kws_jax.data.synth import synthesize_dataset
 from kws_jax.models import cnn
-from kws_jax.train import optim, train_and_evaluate
+from kws_jax.train import loop, optim, steps, train_and_evaluate
 from kws_jax.train.checkpoints import Checkpoints
 from kws_jax.train.workdir import config_differences
 
@@ -93,6 +93,8 @@ def test_warmup_ramps_linearly():
     ('train', 'eval_step_interval', 0, 'train.eval_step_interval is 0'),
     ('model', 'label_count', 5, 'model.label_count is 5 but the data has 4'),
     ('data', 'wanted_words', 'yes,maybe', "'maybe'"),
+    ('data', 'device_augmentation', 'gpu',
+     "data.device_augmentation is 'gpu', expected one of 'auto', 'on', 'off'"),
 ])
 def test_bad_configs_fail_before_training(tiny_data, tmp_path, section, field,
                                           value, fragment):
@@ -167,12 +169,84 @@ def test_config_differences_ignore_run_time_fields():
       'data.resample: workdir has 0.15, config has 0.1']
 
 
+@pytest.mark.parametrize('value, differs', [('auto', False), ('off', False),
+                                            ('on', True)])
+def test_runs_saved_before_device_augmentation_resume(value, differs):
+  saved = {'data': {'resample': 0.15}}
+  current = {'data': {'resample': 0.15, 'device_augmentation': value}}
+  assert config_differences(saved, current) == (
+      [f"data.device_augmentation: workdir has '(missing)', config has "
+       f"{value!r}"] if differs else [])
+
+
 def test_nan_loss_stops_naming_the_step(tiny_data, tmp_path):
   config = tiny_config(tiny_data)
   config.schedule.learning_rate = '1e30,1e30'
   config.optimizer.name = 'momentum'
   with pytest.raises(FloatingPointError, match=r'at step \d+; stopping'):
     train_and_evaluate(config, str(tmp_path), progress=False)
+
+
+# -- Augmentation on the device ---------------------------------------------
+
+
+def test_device_augmentation_choices():
+  config = tiny_config('unused')
+  assert loop.augments_on_device(config) == (jax.default_backend() != 'cpu')
+  config.data.device_augmentation = 'on'
+  assert loop.augments_on_device(config)
+  config.data.device_augmentation = 'off'
+  assert not loop.augments_on_device(config)
+  config.acoustics.enabled = 1
+  config.data.device_augmentation = 'auto'
+  assert not loop.augments_on_device(config)  # acoustics run on the host
+  config.data.device_augmentation = 'on'
+  with pytest.raises(ValueError, match="data.device_augmentation is 'on' but "
+                     'acoustics.enabled is set'):
+    loop.check_config(config)
+
+
+class _Stop(Exception):
+  """Ends a run from inside, as a crash would."""
+
+
+def _stop(params, accuracy):
+  raise _Stop
+
+
+@pytest.mark.long
+def test_device_augmentation_trains_and_resumes_exactly(tiny_data, tmp_path,
+                                                       capsys):
+  config = tiny_config(tiny_data)
+  config.data.update(device_augmentation='on', use_spec_augment=1)
+  config.train.checkpoint_every = 1
+  reference = train_and_evaluate(config, str(tmp_path / 'reference'),
+                                 progress=False)
+  assert 'augmenting on the device' in capsys.readouterr().out
+  rows = _metrics_rows(tmp_path / 'reference')
+  losses = [r['loss'] for r in rows if r['split'] == 'train']
+  assert len(losses) == 6 and np.all(np.isfinite(losses))
+  # Stopped at its first evaluation (step 3): resumes from the step 2
+  # checkpoint, the augmentation keys following the saved step.
+  with pytest.raises(_Stop):
+    train_and_evaluate(config, str(tmp_path / 'resumed'), progress=False,
+                       selector=_stop)
+  resumed = train_and_evaluate(config, str(tmp_path / 'resumed'),
+                               progress=False)
+  assert 'resuming cnn' in capsys.readouterr().out
+  resumed['workdir'] = reference['workdir']
+  assert resumed == reference
+  assert _metrics_rows(tmp_path / 'resumed') == rows
+
+
+def test_augment_keys_are_a_stream_of_their_own():
+  keys = [steps.augment_key(0, step) for step in range(3)]
+  data = {tuple(np.asarray(jax.random.key_data(key)).tolist())
+          for key in keys + [jax.random.fold_in(jax.random.key(0), step)
+                             for step in range(3)]}
+  assert len(data) == 6
+  np.testing.assert_array_equal(jax.random.key_data(steps.augment_key(0, 1)),
+                                jax.random.key_data(steps.augment_key(0, 1)))
 
 
 # -- Checkpoints -------------------------------------------------------------

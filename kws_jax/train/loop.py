@@ -28,6 +28,7 @@ from kws_jax import atomic
 from kws_jax import config as kws_config
 from kws_jax import data
 from kws_jax.cli import preferred_conv_implementation
+from kws_jax.data import device_augment
 from kws_jax.layers.base import trainable_mask
 from kws_jax.models import Model, build_model, wanted_words
 from kws_jax.summary import model_summary
@@ -63,6 +64,7 @@ class Selection:
 # (params, validation accuracy) -> Selection. Without one, the best
 # checkpoint is the one of the highest validation accuracy.
 Selector = Callable[[Any, float], Selection]
+DEVICE_AUGMENTATION_CHOICES = ('auto', 'on', 'off')
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -79,12 +81,37 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'train.seed is {train.seed}, expected 0 <= seed < 2**32.')
   kws_config.clip_layout(config)
   acoustics_settings(config)
+  augments_on_device(config)
   cfg = config.data
   data.AudioAugmentation(  # checks the augmentation's ranges
       background_frequency=cfg.background_frequency,
       background_volume=cfg.background_volume,
       time_shift_ms=cfg.time_shift_ms, resample=cfg.resample,
       volume_resample=cfg.volume_resample, sample_rate=cfg.sample_rate)
+
+
+def augments_on_device(config: ml_collections.ConfigDict) -> bool:
+  """Whether ``data.device_augmentation`` puts the augmentation on the device.
+
+  'auto': yes unless JAX runs on the CPU or ``acoustics.enabled`` (the room
+  simulation runs on the host, after kws_streaming's steps).
+
+  Raises:
+    ValueError: a value not in DEVICE_AUGMENTATION_CHOICES, or 'on' with
+      acoustics.
+  """
+  value = config.data.get('device_augmentation', 'auto')
+  if value not in DEVICE_AUGMENTATION_CHOICES:
+    raise ValueError(f'data.device_augmentation is {value!r}, expected one of '
+                     f'{", ".join(map(repr, DEVICE_AUGMENTATION_CHOICES))}.')
+  acoustics = acoustics_settings(config) is not None
+  if value == 'on' and acoustics:
+    raise ValueError("data.device_augmentation is 'on' but acoustics.enabled "
+                     'is set: the room simulation runs on the host; use '
+                     "'auto' or 'off'.")
+  if value == 'auto':
+    return not acoustics and jax.default_backend() != 'cpu'
+  return value == 'on'
 
 
 def load_dataset(config: ml_collections.ConfigDict) -> data.SpeechCommands:
@@ -146,6 +173,21 @@ def _augmentation(config: ml_collections.ConfigDict, model: Model):
   feature_shape = (model.frontend.output_length(clip_samples),
                    model.frontend.num_features)
   return audio, spec, feature_shape
+
+
+def device_augmentation(
+    config: ml_collections.ConfigDict, dataset: data.SpeechCommands,
+    audio: data.AudioAugmentation, spec_augment: data.SpecAugment | None,
+    feature_shape: tuple[int, int] | None,
+) -> tuple[device_augment.DeviceAugmentation, device_augment.NoiseBank]:
+  """The train step's augmentation settings and noise bank (host arrays)."""
+  layout = kws_config.clip_layout(config)
+  clip = layout['clip_samples']
+  settings = device_augment.DeviceAugmentation(
+      audio, layout['foreground_samples'] or clip, spec_augment, feature_shape)
+  recordings = data.pipeline.load_background_noise(
+      dataset, layout['sample_rate'], clip)
+  return settings, device_augment.noise_bank(recordings, clip)
 
 
 def load_acoustics(config: ml_collections.ConfigDict
@@ -313,16 +355,27 @@ def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
          f'{", ".join(dataset.labels)}')
 
   state_shardings = jax.tree.map(lambda _: replicated, state)
+  audio_augmentation, spec_augment, feature_shape = _augmentation(config,
+                                                                  model)
+  on_device = augments_on_device(config)
+  on_device_settings, step_arguments = None, ()
+  in_shardings = (state_shardings, batch_sharding)
+  if on_device:
+    _print('augmenting on the device')
+    on_device_settings, noise = device_augmentation(
+        config, dataset, audio_augmentation, spec_augment, feature_shape)
+    step_arguments = (jax.device_put(noise, replicated),)
+    in_shardings += (replicated,)
+    spec_augment = feature_shape = None  # drawn on the device
   train_step = jax.jit(
-      steps.make_train_step(model, optimizer, schedule, config),
-      in_shardings=(state_shardings, batch_sharding),
-      out_shardings=(state_shardings, replicated), donate_argnums=0)
+      steps.make_train_step(model, optimizer, schedule, config,
+                            on_device_settings),
+      in_shardings=in_shardings, out_shardings=(state_shardings, replicated),
+      donate_argnums=0)
   eval_step = jax.jit(steps.make_eval_step(model),
                       in_shardings=(state_shardings['params'], batch_sharding),
                       out_shardings=replicated)
 
-  audio_augmentation, spec_augment, feature_shape = _augmentation(config,
-                                                                  model)
   acoustics, rooms = load_acoustics(config)
   window_bank = load_window_banks(config)
   if window_bank is not None:
@@ -336,7 +389,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
       feature_shape=feature_shape,
       windows=window_bank,
       window_fraction=config.data.get('window_fraction', 0.0),
-      acoustics=acoustics, rooms=rooms,
+      acoustics=acoustics, rooms=rooms, augment_on_device=on_device,
       num_threads=config.data.num_threads or None,
       **kws_config.clip_layout(config))
   eval_interval = config.train.eval_step_interval
@@ -346,8 +399,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
   started = time.time()
   try:
     for step in range(start, num_steps):
-      state, metrics = train_step(state, parallel.put_batch(next(batches),
-                                                            batch_sharding))
+      state, metrics = train_step(
+          state, parallel.put_batch(next(batches), batch_sharding),
+          *step_arguments)
       metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
       done = step + 1
       if not np.isfinite(metrics['loss']):

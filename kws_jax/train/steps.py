@@ -1,8 +1,10 @@
 """The pure, jitted train and eval steps.
 
 The train state is a plain pytree ``{'step', 'params', 'opt_state'}``. The
-dropout key of step ``s`` is ``fold_in(key(seed), s)``, so a resumed run draws
-the same keys as an uninterrupted one.
+dropout key of step ``s`` is ``fold_in(key(seed), s)`` and, with augmentation
+on the device, its augmentation key ``fold_in(fold_in(key(seed), 2**32 - 1),
+s)`` (a stream no step's dropout key reaches), so a resumed run draws the same
+keys as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from kws_jax.data import device_augment
 from kws_jax.layers.base import merge_updates, trainable_mask
 from kws_jax.models import Model
 
 State = dict[str, Any]
 Metrics = dict[str, jax.Array]
+# fold_in(key(seed), AUGMENT_STREAM) roots the augmentation keys: steps stay
+# below 2**31, so no dropout key equals it.
+AUGMENT_STREAM = 2**32 - 1
 
 
 def init_state(model: Model, optimizer: optax.GradientTransformation,
@@ -81,12 +87,24 @@ def l2_penalty(params: Any) -> jax.Array:
              if getattr(path[-1], 'key', None) == 'kernel')
 
 
-def make_train_step(model: Model, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule,
-                    config: ml_collections.ConfigDict
-                    ) -> Callable[[State, dict[str, jax.Array]],
-                                  tuple[State, Metrics]]:
+def augment_key(seed: int, step: jax.Array) -> jax.Array:
+  """The device augmentation's key of step ``step``: a function of both."""
+  root = jax.random.fold_in(jax.random.key(seed), AUGMENT_STREAM)
+  return jax.random.fold_in(root, step)
+
+
+def make_train_step(
+    model: Model, optimizer: optax.GradientTransformation,
+    schedule: optax.Schedule, config: ml_collections.ConfigDict,
+    device_augmentation: device_augment.DeviceAugmentation | None = None,
+) -> Callable[..., tuple[State, Metrics]]:
   """``train_step(state, batch) -> (state, metrics)`` (not yet jitted).
+
+  With ``device_augmentation``, ``train_step(state, batch, noise)`` instead:
+  ``batch`` comes from ``train_batches(..., augment_on_device=True)`` and
+  ``noise`` is the device's ``device_augment.NoiseBank`` (an argument, not a
+  constant of the compiled step); the step first augments the batch with
+  ``augment_key(seed, step)``.
 
   Metrics: loss (cross entropy, without the L2 term), accuracy, learning
   rate and global gradient norm, all scalars.
@@ -124,7 +142,15 @@ def make_train_step(model: Model, optimizer: optax.GradientTransformation,
     }
     return {'step': step + 1, 'params': params, 'opt_state': opt_state}, metrics
 
-  return train_step
+  if device_augmentation is None:
+    return train_step
+
+  def augmenting_train_step(state, batch, noise):
+    key = augment_key(seed, state['step'])
+    return train_step(state, device_augment.augment_batch(
+        key, batch, noise, device_augmentation))
+
+  return augmenting_train_step
 
 
 def make_eval_step(model: Model) -> Callable[[Any, dict[str, jax.Array]],

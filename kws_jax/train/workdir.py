@@ -28,10 +28,13 @@ from kws_jax.atomic import atomic_write
 # export puts it into the manifest).
 OPERATING_POINT_FILE = 'operating_point.json'
 RESUMABLE_FIELDS = ('data.num_threads', 'train.log_every', 'train.max_to_keep')
-# Fields added after runs were saved without them, with the value that
-# computes what those runs computed: a run saved before the field existed
-# resumes under a config that has it at this value.
-ADDED_FIELDS = {'frontend.padding': 'valid'}
+# Fields added after runs were saved without them, with the values that
+# compute what those runs computed: a run saved before the field existed
+# resumes under a config that has it at one of these values.
+# (data.device_augmentation 'auto' draws the augmentation on an accelerator:
+# other draws than the host's, from the same distributions.)
+ADDED_FIELDS = {'frontend.padding': ('valid',),
+                'data.device_augmentation': ('off', 'auto')}
 WORKING_DIRECTORY_FILE = 'working_directory.txt'
 LOCK_FILE = '.lock'
 
@@ -119,7 +122,7 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]
   for key in sorted(set(old) | set(new)):
     if key in RESUMABLE_FIELDS or old.get(key) == new.get(key):
       continue
-    if key not in old and key in ADDED_FIELDS and new[key] == ADDED_FIELDS[key]:
+    if key not in old and new.get(key) in ADDED_FIELDS.get(key, ()):
       continue
     lines.append(f'{key}: workdir has {old.get(key, "(missing)")!r}, config '
                  f'has {new.get(key, "(missing)")!r}')
