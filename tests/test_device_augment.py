@@ -1,4 +1,4 @@
-"""Device augmentation: exact against the host's operations, equal in distribution.
+"""Device augmentation: exact against the host, equal to it in distribution.
 
 The host (kws_jax.data.augment) and the device (kws_jax.data.device_augment)
 draw from different generators, so whole batches are compared with
