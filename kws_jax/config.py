@@ -45,6 +45,12 @@ def default_config() -> ml_collections.ConfigDict:
       # the loader only reads), 'off' (the host's loader threads), or 'auto':
       # on unless JAX runs on the CPU or acoustics.enabled (host-only).
       'device_augmentation': 'auto',
+      # The training split's clips read once and kept on the device, which
+      # then gathers each batch from indices (kws_jax.data.device_data):
+      # 'on', 'off' or 'auto' (on with device_augmentation, off the CPU,
+      # when the clips take at most a quarter of the device's memory).
+      # Where the clips come from does not change the batches.
+      'clips_on_device': 'auto',
       # SpecAugment on the features (training only).
       'use_spec_augment': 0,
       'time_masks_number': 2,

@@ -402,3 +402,77 @@ def test_augment_on_device_refuses_host_work(dataset, bad, fragment):
   with pytest.raises(ValueError, match=fragment):
     pipeline.train_batches(dataset, 4, seed=0, augment_on_device=True,
                            **bad, **kwargs())
+
+
+# -- The training split on the device (kws_jax.data.device_data) -------------
+
+
+@pytest.mark.parametrize('with_windows', [False, True])
+def test_clips_on_device_gather_what_the_host_reads(dataset, with_windows):
+  jax = pytest.importorskip('jax')
+  from kws_jax.data import device_data
+  window = 3 * CLIP
+  options = kwargs(clip_samples=window, foreground_samples=CLIP, num_threads=1)
+  if with_windows:
+    bank = windows.from_windows(
+        np.random.default_rng(0).uniform(-0.5, 0.5, (5, window)),
+        ['yes', 'cat', 'no', 'yes', 'up'], sample_rate=16000)
+    options.update(windows=bank, window_fraction=0.25)
+  clips, readable = device_data.load_clips(dataset, 'training', CLIP,
+                                           num_threads=2, progress=False)
+  assert clips.samples.dtype == np.int16  # 16-bit files: exact as int16
+  assert clips.samples.shape == (len(dataset.split('training')), CLIP)
+  assert readable.all()
+  read = pipeline.train_batches(dataset, 8, seed=3, num_steps=4,
+                                augment_on_device=True, **options)
+  indexed = pipeline.train_batches(dataset, 8, seed=3, num_steps=4,
+                                   augment_on_device=True,
+                                   clips_on_device=readable, **options)
+  gather = jax.jit(device_data.gather_audio, static_argnums=3)
+  for host, index in zip(read, indexed):
+    assert 'audio' not in index
+    assert ('window_index' in index) == with_windows
+    stores = (clips, device_data.window_store(bank) if with_windows else None)
+    gathered = gather({k: np.asarray(v) for k, v in index.items()}, *stores,
+                      window)
+    assert set(gathered) == set(host)
+    for key, value in host.items():
+      np.testing.assert_array_equal(np.asarray(gathered[key]), value,
+                                    err_msg=key)
+
+
+def test_unreadable_clips_get_weight_zero_on_the_device_too(dataset):
+  readable = np.ones(len(dataset.split('training')), bool)
+  readable[::2] = False
+  batch = next(pipeline.train_batches(dataset, 8, seed=0, num_threads=1,
+                                      augment_on_device=True,
+                                      clips_on_device=readable, **kwargs()))
+  rows = pipeline.train_example_indices(len(readable), 8, 0, 0)
+  np.testing.assert_array_equal(batch['weight'], readable[rows])
+  silence = batch['is_silence']
+  np.testing.assert_array_equal(batch['clip_index'][silence], -1)
+  np.testing.assert_array_equal(batch['clip_index'][~silence], rows[~silence])
+
+
+def test_clips_on_device_are_refused_without_their_settings(dataset):
+  size = len(dataset.split('training'))
+  with pytest.raises(ValueError, match='needs augment_on_device=True'):
+    pipeline.train_batches(dataset, 8, seed=0, clips_on_device=np.ones(size),
+                           **kwargs())
+  with pytest.raises(ValueError, match=rf'of shape \(3,\), expected \({size},\)'):
+    pipeline.train_batches(dataset, 8, seed=0, augment_on_device=True,
+                           clips_on_device=np.ones(3, bool), **kwargs())
+
+
+@pytest.mark.parametrize('values, dtype', [
+    (np.array([[0.5, -1.0], [2**-15, 0.0]]), np.int16),
+    (np.array([[0.5, 0.1]]), np.float32),  # 0.1 is no multiple of 2**-15
+    (np.array([[1.0, 0.0]]), np.float32),  # 1.0 is 32768: out of int16
+])
+def test_clip_store_is_int16_only_when_exact(values, dtype):
+  from kws_jax.data import device_data
+  stored = device_data.store(values.astype(np.float32))
+  assert stored.samples.dtype == dtype
+  np.testing.assert_array_equal(
+      stored.samples.astype(np.float32) * np.float32(stored.scale),
+      values.astype(np.float32))

@@ -95,6 +95,10 @@ def test_warmup_ramps_linearly():
     ('data', 'wanted_words', 'yes,maybe', "'maybe'"),
     ('data', 'device_augmentation', 'gpu',
      "data.device_augmentation is 'gpu', expected one of 'auto', 'on', 'off'"),
+    ('data', 'clips_on_device', 'yes',
+     "data.clips_on_device is 'yes', expected one of 'auto', 'on', 'off'"),
+    ('data', 'clips_on_device', 'on',
+     "data.clips_on_device is 'on' but the augmentation runs on the host"),
 ])
 def test_bad_configs_fail_before_training(tiny_data, tmp_path, section, field,
                                           value, fragment):
@@ -206,6 +210,22 @@ def test_device_augmentation_choices():
     loop.check_config(config)
 
 
+def test_clips_on_device_choices(tiny_data):
+  config = tiny_config(tiny_data)
+  dataset = loop.load_dataset(config)
+  config.data.device_augmentation = 'on'
+  # 'auto' leaves the clips on the host when JAX runs on the CPU.
+  assert loop.clips_on_device(config, dataset) == (
+      jax.default_backend() != 'cpu')
+  config.data.clips_on_device = 'on'
+  assert loop.clips_on_device(config, dataset)
+  config.data.clips_on_device = 'off'
+  assert not loop.clips_on_device(config, dataset)
+  config.data.device_augmentation = 'off'
+  config.data.clips_on_device = 'auto'
+  assert not loop.clips_on_device(config, dataset)
+
+
 class _Stop(Exception):
   """Ends a run from inside, as a crash would."""
 
@@ -215,7 +235,7 @@ def _stop(params, accuracy):
 
 
 @pytest.mark.long
-def test_device_augmentation_trains_and_resumes_exactly(tiny_data, tmp_path,
+def test_device_augmentation_trains_resumes_and_gathers_exactly(tiny_data, tmp_path,
                                                        capsys):
   config = tiny_config(tiny_data)
   config.data.update(device_augmentation='on', use_spec_augment=1)
@@ -237,6 +257,14 @@ def test_device_augmentation_trains_and_resumes_exactly(tiny_data, tmp_path,
   resumed['workdir'] = reference['workdir']
   assert resumed == reference
   assert _metrics_rows(tmp_path / 'resumed') == rows
+  # The training split read once and gathered on the device: the same run.
+  config.data.clips_on_device = 'on'
+  gathered = train_and_evaluate(config, str(tmp_path / 'gathered'),
+                                progress=False)
+  assert 'training clips on the device' in capsys.readouterr().out
+  gathered['workdir'] = reference['workdir']
+  assert gathered == reference
+  assert _metrics_rows(tmp_path / 'gathered') == rows
 
 
 def test_augment_keys_are_a_stream_of_their_own():

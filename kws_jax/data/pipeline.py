@@ -43,6 +43,11 @@ Augmentation on the device (kws_jax.data.device_augment): with
 files as without augmentation, and the batch also holds "is_silence" bool
 [B] and "augment" bool [B] (False for window-bank rows), from which the
 jitted train step augments "audio" and draws SpecAugment masks itself.
+With the training split on the device as well (kws_jax.data.device_data,
+`clips_on_device`), no file is read per step: rows carry "clip_index" int32
+[B] (the example's index in the split, -1 for silence and window rows) and,
+with a window bank, "window_index" int32 [B] (-1 for dataset rows) instead
+of "audio", which the train step gathers.
 
 Evaluation batches cover a split exactly once, in order, never augmented; the
 last one is padded with weight-0 rows, so that
@@ -184,56 +189,108 @@ def train_batch(
     acoustics: acoustics_lib.Acoustics | None = None,
     rooms: acoustics_lib.RoomBank | None = None,
     augment_on_device: bool = False,
+    clips_on_device: np.ndarray | None = None,
 ) -> Batch:
   """The training batch of step `step`: a pure function of its arguments."""
   _check_augment_on_device(augment_on_device, augmentation, spec_augment,
                            acoustics)
+  _check_clips_on_device(clips_on_device, dataset, augment_on_device)
   examples = dataset.split('training')
   num_windows = window_rows(batch_size, windows, window_fraction)
   indices = train_example_indices(len(examples), batch_size - num_windows,
                                   seed, step)
   rows = [examples[index] for index in indices]
-  foreground = _foreground(clip_samples, foreground_samples)
-  clips, readable = _load_examples(rows, foreground, sample_rate)
   is_silence = np.array([example.path is None for example in rows])
-  if augmentation is not None and not augment_on_device:
-    rng = np.random.default_rng([seed, _AUGMENT_STREAM, step])
-    clips = augment.augment_batch(
-        clips, is_silence, noise if acoustics is None else [], rng, augmentation,
-        window_samples=clip_samples)
-  elif foreground < clip_samples:
-    clips = np.pad(clips, ((0, 0), (clip_samples - foreground, 0)))
-  if acoustics is not None:
-    rng = np.random.default_rng([seed, _ACOUSTICS_STREAM, step])
-    clips = acoustics.augment(clips, is_silence, noise, rng, rooms)
-  batch = {
-      'audio': clips,
-      'label': np.array([example.label for example in rows], np.int32),
-      'weight': readable.astype(np.float32),
-  }
+  labels = np.array([example.label for example in rows], np.int32)
+  if clips_on_device is not None:  # the device gathers the audio
+    batch = {'clip_index': np.where(is_silence, -1, indices).astype(np.int32),
+             'label': labels,
+             'weight': clips_on_device[indices].astype(np.float32)}
+  else:
+    clips, readable = _load_examples(
+        rows, _foreground(clip_samples, foreground_samples), sample_rate)
+    batch = {'audio': _host_audio(clips, is_silence, noise, seed, step,
+                                  augmentation, clip_samples, acoustics, rooms,
+                                  augment_on_device),
+             'label': labels, 'weight': readable.astype(np.float32)}
   if augment_on_device:
     batch['is_silence'] = is_silence
     batch['augment'] = np.ones(len(rows), bool)
   if num_windows:
     rng = np.random.default_rng([seed, _WINDOW_STREAM, step])
     chosen = np.sort(rng.integers(len(windows), size=num_windows))
-    index = {label: i for i, label in enumerate(dataset.labels)}
-    batch = {
-        'audio': np.concatenate([clips, windows.float_audio(chosen)]),
-        'label': np.concatenate([batch['label'], np.array(
-            [index.get(windows.words[row], speech_commands.UNKNOWN_INDEX)
-             for row in chosen], np.int32)]),
-        'weight': np.concatenate([batch['weight'],
-                                  np.ones(num_windows, np.float32)]),
-        **{key: np.concatenate([batch[key], np.zeros(num_windows, bool)])
-           for key in ('is_silence', 'augment') if key in batch},
-    }
+    batch = _with_window_rows(batch, windows, chosen, dataset.labels)
   if spec_augment is not None:
     rng = np.random.default_rng([seed, _SPEC_AUGMENT_STREAM, step])
     batch['time_mask'], batch['frequency_mask'] = augment.spec_augment_masks(
         rng, batch_size, *feature_shape, spec_augment
     )
   return batch
+
+
+def _host_audio(clips: np.ndarray, is_silence: np.ndarray,
+                noise: Sequence[np.ndarray], seed: int, step: int,
+                augmentation: augment.AudioAugmentation | None,
+                clip_samples: int,
+                acoustics: acoustics_lib.Acoustics | None,
+                rooms: acoustics_lib.RoomBank | None,
+                augment_on_device: bool) -> np.ndarray:
+  """The [B, clip_samples] audio of the dataset rows, augmented on the host
+  unless the device augments it (then only placed at the clip's end)."""
+  if augmentation is not None and not augment_on_device:
+    rng = np.random.default_rng([seed, _AUGMENT_STREAM, step])
+    clips = augment.augment_batch(
+        clips, is_silence, noise if acoustics is None else [], rng,
+        augmentation, window_samples=clip_samples)
+  elif clips.shape[1] < clip_samples:
+    clips = np.pad(clips, ((0, 0), (clip_samples - clips.shape[1], 0)))
+  if acoustics is not None:
+    rng = np.random.default_rng([seed, _ACOUSTICS_STREAM, step])
+    clips = acoustics.augment(clips, is_silence, noise, rng, rooms)
+  return clips
+
+
+def _with_window_rows(batch: Batch, windows: windows_lib.WindowBank,
+                      chosen: np.ndarray, labels: Sequence[str]) -> Batch:
+  """``batch`` followed by the window-bank rows ``chosen`` (never augmented;
+  a word that is not a label trains _unknown_). With the clips on the
+  device, the rows carry ``window_index`` instead of audio."""
+  count = len(chosen)
+  index = {label: i for i, label in enumerate(labels)}
+  extra = {
+      'label': np.array([index.get(windows.words[row],
+                                   speech_commands.UNKNOWN_INDEX)
+                         for row in chosen], np.int32),
+      'weight': np.ones(count, np.float32),
+      'is_silence': np.zeros(count, bool),
+      'augment': np.zeros(count, bool),
+  }
+  if 'audio' in batch:
+    extra['audio'] = windows.float_audio(chosen)
+  else:
+    extra['clip_index'] = np.full(count, -1, np.int32)
+    extra['window_index'] = chosen.astype(np.int32)
+    batch = dict(batch, window_index=np.full(len(batch['label']), -1,
+                                             np.int32))
+  return {key: np.concatenate([value, extra[key]])
+          for key, value in batch.items()}
+
+
+def _check_clips_on_device(clips_on_device: np.ndarray | None,
+                           dataset: speech_commands.SpeechCommands,
+                           augment_on_device: bool) -> None:
+  """Refuses a readable mask that does not fit the split, or clips on the
+  device without the augmentation there."""
+  if clips_on_device is None:
+    return
+  if not augment_on_device:
+    raise ValueError('clips_on_device needs augment_on_device=True: the '
+                     'host holds no audio to augment')
+  size = len(dataset.split('training'))
+  if np.shape(clips_on_device) != (size,):
+    raise ValueError(f'clips_on_device of shape {np.shape(clips_on_device)}, '
+                     f'expected ({size},): one readable flag per training '
+                     'example')
 
 
 def _check_augment_on_device(
@@ -332,6 +389,7 @@ def train_batches(
     acoustics: acoustics_lib.Acoustics | None = None,
     rooms: acoustics_lib.RoomBank | None = None,
     augment_on_device: bool = False,
+    clips_on_device: np.ndarray | None = None,
     num_threads: int | None = None,
     prefetch: int = 4,
 ) -> Iterator[Batch]:
@@ -357,6 +415,10 @@ def train_batches(
       placed audio plus "is_silence" and "augment" (see the module
       docstring). Needs an `augmentation` (None: nothing to augment), no
       spec_augment (the device draws the masks) and no acoustics.
+    clips_on_device: The training split is on the device
+      (``device_data.load_clips``); this is its readable flag per example.
+      Batches then hold indices instead of audio: no file is read (see the
+      module docstring). Needs augment_on_device.
     num_threads: Loader threads (default: all cores).
     prefetch: Batches computed ahead of the consumer.
   """
@@ -368,6 +430,7 @@ def train_batches(
     raise ValueError('spec_augment and feature_shape must be given together')
   _check_augment_on_device(augment_on_device, augmentation, spec_augment,
                            acoustics)
+  _check_clips_on_device(clips_on_device, dataset, augment_on_device)
   if not dataset.split('training'):
     raise ValueError(f'the training split of {dataset.data_dir} is empty')
   window_rows(batch_size, windows, window_fraction)  # checks the settings
@@ -403,6 +466,7 @@ def train_batches(
       acoustics=acoustics,
       rooms=rooms,
       augment_on_device=augment_on_device,
+      clips_on_device=clips_on_device,
   )
   steps = (
       itertools.count(start_step)

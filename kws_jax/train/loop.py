@@ -29,6 +29,7 @@ from kws_jax import config as kws_config
 from kws_jax import data
 from kws_jax.cli import preferred_conv_implementation
 from kws_jax.data import device_augment
+from kws_jax.data import device_data
 from kws_jax.layers.base import trainable_mask
 from kws_jax.models import Model, build_model, wanted_words
 from kws_jax.summary import model_summary
@@ -65,6 +66,9 @@ class Selection:
 # checkpoint is the one of the highest validation accuracy.
 Selector = Callable[[Any, float], Selection]
 DEVICE_AUGMENTATION_CHOICES = ('auto', 'on', 'off')
+# 'auto' puts the training split on the device when it takes at most this
+# share of the device's memory.
+CLIPS_ON_DEVICE_MEMORY_SHARE = 0.25
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -82,6 +86,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   kws_config.clip_layout(config)
   acoustics_settings(config)
   augments_on_device(config)
+  _clips_on_device_setting(config)
   cfg = config.data
   data.AudioAugmentation(  # checks the augmentation's ranges
       background_frequency=cfg.background_frequency,
@@ -112,6 +117,45 @@ def augments_on_device(config: ml_collections.ConfigDict) -> bool:
   if value == 'auto':
     return not acoustics and jax.default_backend() != 'cpu'
   return value == 'on'
+
+
+def _clips_on_device_setting(config: ml_collections.ConfigDict) -> str:
+  """``data.clips_on_device``, checked against the augmentation's place."""
+  value = config.data.get('clips_on_device', 'auto')
+  if value not in DEVICE_AUGMENTATION_CHOICES:
+    raise ValueError(f'data.clips_on_device is {value!r}, expected one of '
+                     f'{", ".join(map(repr, DEVICE_AUGMENTATION_CHOICES))}.')
+  if value == 'on' and not augments_on_device(config):
+    raise ValueError("data.clips_on_device is 'on' but the augmentation runs "
+                     "on the host; set data.device_augmentation='on' too.")
+  return value
+
+
+def clips_on_device(config: ml_collections.ConfigDict,
+                    dataset: data.SpeechCommands) -> bool:
+  """Whether ``data.clips_on_device`` puts the training split on the device.
+
+  'auto': yes when the augmentation runs there, JAX does not run on the CPU
+  (where the host's memory is the device's) and the split's clips take at
+  most ``CLIPS_ON_DEVICE_MEMORY_SHARE`` of the device's memory.
+
+  Raises:
+    ValueError: a value not in DEVICE_AUGMENTATION_CHOICES, or 'on' with
+      the augmentation on the host.
+  """
+  value = _clips_on_device_setting(config)
+  if value == 'off' or not augments_on_device(config):
+    return False
+  if value == 'on':
+    return True
+  if jax.default_backend() == 'cpu':
+    return False
+  limit = (jax.local_devices()[0].memory_stats() or {}).get('bytes_limit')
+  layout = kws_config.clip_layout(config)
+  needed = device_data.split_bytes(
+      dataset, 'training', layout['foreground_samples'] or
+      layout['clip_samples'])
+  return limit is not None and needed <= CLIPS_ON_DEVICE_MEMORY_SHARE * limit
 
 
 def load_dataset(config: ml_collections.ConfigDict) -> data.SpeechCommands:
@@ -358,30 +402,43 @@ def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
   audio_augmentation, spec_augment, feature_shape = _augmentation(config,
                                                                   model)
   on_device = augments_on_device(config)
-  on_device_settings, step_arguments = None, ()
-  in_shardings = (state_shardings, batch_sharding)
-  if on_device:
-    _print('augmenting on the device')
-    on_device_settings, noise = device_augmentation(
-        config, dataset, audio_augmentation, spec_augment, feature_shape)
-    step_arguments = (jax.device_put(noise, replicated),)
-    in_shardings += (replicated,)
-    spec_augment = feature_shape = None  # drawn on the device
-  train_step = jax.jit(
-      steps.make_train_step(model, optimizer, schedule, config,
-                            on_device_settings),
-      in_shardings=in_shardings, out_shardings=(state_shardings, replicated),
-      donate_argnums=0)
-  eval_step = jax.jit(steps.make_eval_step(model),
-                      in_shardings=(state_shardings['params'], batch_sharding),
-                      out_shardings=replicated)
-
-  acoustics, rooms = load_acoustics(config)
   window_bank = load_window_banks(config)
   if window_bank is not None:
     _print(f'window banks: {len(window_bank)} windows '
            f'({window_bank.counts()}), {config.data.window_fraction:.0%} of '
            'each batch')
+  layout = kws_config.clip_layout(config)
+  on_device_settings, clip_length, readable = None, None, None
+  step_arguments = ()
+  if on_device:
+    _print('augmenting on the device')
+    on_device_settings, noise = device_augmentation(
+        config, dataset, audio_augmentation, spec_augment, feature_shape)
+    step_arguments = (noise,)
+    spec_augment = feature_shape = None  # drawn on the device
+    if clips_on_device(config, dataset):
+      clips, readable = device_data.load_clips(
+          dataset, 'training', on_device_settings.foreground_samples,
+          layout['sample_rate'], num_threads=config.data.num_threads or
+          data.pipeline.default_num_threads(), progress=progress)
+      _print(f'training clips on the device: {clips.nbytes / 2**20:,.0f} '
+             f'MiB ({clips.samples.dtype})')
+      windows = (None if window_bank is None else
+                 device_data.window_store(window_bank))
+      step_arguments += (clips, windows)
+      clip_length = layout['clip_samples']
+  step_arguments = jax.device_put(step_arguments, replicated)
+  train_step = jax.jit(
+      steps.make_train_step(model, optimizer, schedule, config,
+                            on_device_settings, clip_length),
+      in_shardings=(state_shardings, batch_sharding,
+                    *[replicated] * len(step_arguments)),
+      out_shardings=(state_shardings, replicated), donate_argnums=0)
+  eval_step = jax.jit(steps.make_eval_step(model),
+                      in_shardings=(state_shardings['params'], batch_sharding),
+                      out_shardings=replicated)
+
+  acoustics, rooms = load_acoustics(config)
   batches = data.train_batches(
       dataset, config.train.batch_size, seed=config.train.seed,
       start_step=start, num_steps=num_steps - start,
@@ -390,8 +447,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
       windows=window_bank,
       window_fraction=config.data.get('window_fraction', 0.0),
       acoustics=acoustics, rooms=rooms, augment_on_device=on_device,
-      num_threads=config.data.num_threads or None,
-      **kws_config.clip_layout(config))
+      clips_on_device=readable,
+      num_threads=config.data.num_threads or None, **layout)
   eval_interval = config.train.eval_step_interval
   checkpoint_every = config.train.checkpoint_every or eval_interval
   bar = tqdm(total=num_steps, initial=start, disable=not progress,

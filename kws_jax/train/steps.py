@@ -18,6 +18,7 @@ import ml_collections
 import optax
 
 from kws_jax.data import device_augment
+from kws_jax.data import device_data
 from kws_jax.layers.base import merge_updates, trainable_mask
 from kws_jax.models import Model
 
@@ -97,6 +98,7 @@ def make_train_step(
     model: Model, optimizer: optax.GradientTransformation,
     schedule: optax.Schedule, config: ml_collections.ConfigDict,
     device_augmentation: device_augment.DeviceAugmentation | None = None,
+    clips_on_device: int | None = None,
 ) -> Callable[..., tuple[State, Metrics]]:
   """``train_step(state, batch) -> (state, metrics)`` (not yet jitted).
 
@@ -105,6 +107,13 @@ def make_train_step(
   ``noise`` is the device's ``device_augment.NoiseBank`` (an argument, not a
   constant of the compiled step); the step first augments the batch with
   ``augment_key(seed, step)``.
+
+  With ``clips_on_device`` (the clip length W of the batches) as well,
+  ``train_step(state, batch, noise, clips, windows)``: ``batch`` holds
+  indices (``train_batches(..., clips_on_device=...)``), ``clips`` and
+  ``windows`` are the ``device_data.ClipStore``s of the training split and
+  of the window bank (None without one), and the step first gathers the
+  batch's audio from them.
 
   Metrics: loss (cross entropy, without the L2 term), accuracy, learning
   rate and global gradient norm, all scalars.
@@ -143,6 +152,9 @@ def make_train_step(
     return {'step': step + 1, 'params': params, 'opt_state': opt_state}, metrics
 
   if device_augmentation is None:
+    if clips_on_device is not None:
+      raise ValueError('clips_on_device needs device_augmentation: the '
+                       'gathered clips are augmented on the device')
     return train_step
 
   def augmenting_train_step(state, batch, noise):
@@ -150,7 +162,14 @@ def make_train_step(
     return train_step(state, device_augment.augment_batch(
         key, batch, noise, device_augmentation))
 
-  return augmenting_train_step
+  if clips_on_device is None:
+    return augmenting_train_step
+
+  def gathering_train_step(state, batch, noise, clips, windows):
+    return augmenting_train_step(state, device_data.gather_audio(
+        batch, clips, windows, clips_on_device), noise)
+
+  return gathering_train_step
 
 
 def make_eval_step(model: Model) -> Callable[[Any, dict[str, jax.Array]],

@@ -34,7 +34,8 @@ RESUMABLE_FIELDS = ('data.num_threads', 'train.log_every', 'train.max_to_keep')
 # (data.device_augmentation 'auto' draws the augmentation on an accelerator:
 # other draws than the host's, from the same distributions.)
 ADDED_FIELDS = {'frontend.padding': ('valid',),
-                'data.device_augmentation': ('off', 'auto')}
+                'data.device_augmentation': ('off', 'auto'),
+                'data.clips_on_device': ('off', 'auto', 'on')}
 WORKING_DIRECTORY_FILE = 'working_directory.txt'
 LOCK_FILE = '.lock'
 
