@@ -15,7 +15,7 @@ import dataclasses
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -373,6 +373,89 @@ def params_from_run(params: Any, source_workdir: str) -> Any:
   return jax.tree_util.tree_map_with_path(take, params, mask)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingInputs:
+  """What the loop calls each step: ``train_step(state, batch, *arguments)``.
+
+  Attributes:
+    train_step: the jitted step; ``state`` is donated.
+    batches: host batches from the loader, one per step.
+    arguments: arrays the step takes besides the batch, already on the
+      devices: the noise bank with augmentation on the device, and the
+      training split's and window bank's clip stores with the clips there.
+    augment_on_device: where the augmentation runs.
+    clips_on_device: whether the training clips are on the device.
+  """
+
+  train_step: Callable[..., Any]
+  batches: Iterator[dict[str, np.ndarray]]
+  arguments: tuple[Any, ...]
+  augment_on_device: bool
+  clips_on_device: bool
+
+
+def training_inputs(config: ml_collections.ConfigDict, model: Model,
+                    optimizer, schedule, dataset: data.SpeechCommands, mesh,
+                    state_shardings: Any, start: int, num_steps: int | None,
+                    progress: bool = True) -> TrainingInputs:
+  """The jitted train step and the batches of ``num_steps`` steps (None:
+  no end) from step ``start`` on.
+
+  Where the augmentation runs and where the clips are read follow
+  ``data.device_augmentation`` and ``data.clips_on_device``; the batches
+  and the trained weights do not depend on where the clips are read.
+  """
+  replicated = parallel.replicated(mesh)
+  audio_augmentation, spec_augment, feature_shape = _augmentation(config,
+                                                                  model)
+  on_device = augments_on_device(config)
+  window_bank = load_window_banks(config)
+  if window_bank is not None:
+    _print(f'window banks: {len(window_bank)} windows '
+           f'({window_bank.counts()}), {config.data.window_fraction:.0%} of '
+           'each batch')
+  layout = kws_config.clip_layout(config)
+  on_device_settings, clip_length, readable = None, None, None
+  arguments = ()
+  if on_device:
+    _print('augmenting on the device')
+    on_device_settings, noise = device_augmentation(
+        config, dataset, audio_augmentation, spec_augment, feature_shape)
+    arguments = (noise,)
+    spec_augment = feature_shape = None  # drawn on the device
+    if clips_on_device(config, dataset):
+      clips, readable = device_data.load_clips(
+          dataset, 'training', on_device_settings.foreground_samples,
+          layout['sample_rate'], num_threads=config.data.num_threads or
+          data.pipeline.default_num_threads(), progress=progress)
+      _print(f'training clips on the device: {clips.nbytes / 2**20:,.0f} '
+             f'MiB ({clips.samples.dtype})')
+      windows = (None if window_bank is None else
+                 device_data.window_store(window_bank))
+      arguments += (clips, windows)
+      clip_length = layout['clip_samples']
+  arguments = jax.device_put(arguments, replicated)
+  train_step = jax.jit(
+      steps.make_train_step(model, optimizer, schedule, config,
+                            on_device_settings, clip_length),
+      in_shardings=(state_shardings, parallel.batch_sharding(mesh),
+                    *[replicated] * len(arguments)),
+      out_shardings=(state_shardings, replicated), donate_argnums=0)
+  acoustics, rooms = load_acoustics(config)
+  batches = data.train_batches(
+      dataset, config.train.batch_size, seed=config.train.seed,
+      start_step=start, num_steps=num_steps,
+      augmentation=audio_augmentation, spec_augment=spec_augment,
+      feature_shape=feature_shape,
+      windows=window_bank,
+      window_fraction=config.data.get('window_fraction', 0.0),
+      acoustics=acoustics, rooms=rooms, augment_on_device=on_device,
+      clips_on_device=readable,
+      num_threads=config.data.num_threads or None, **layout)
+  return TrainingInputs(train_step, batches, arguments, on_device,
+                        readable is not None)
+
+
 def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
            optimizer, schedule, num_steps: int, mesh, dataset,
            progress: bool, selector: Selector | None) -> dict[str, Any]:
@@ -399,66 +482,25 @@ def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
          f'{", ".join(dataset.labels)}')
 
   state_shardings = jax.tree.map(lambda _: replicated, state)
-  audio_augmentation, spec_augment, feature_shape = _augmentation(config,
-                                                                  model)
-  on_device = augments_on_device(config)
-  window_bank = load_window_banks(config)
-  if window_bank is not None:
-    _print(f'window banks: {len(window_bank)} windows '
-           f'({window_bank.counts()}), {config.data.window_fraction:.0%} of '
-           'each batch')
-  layout = kws_config.clip_layout(config)
-  on_device_settings, clip_length, readable = None, None, None
-  step_arguments = ()
-  if on_device:
-    _print('augmenting on the device')
-    on_device_settings, noise = device_augmentation(
-        config, dataset, audio_augmentation, spec_augment, feature_shape)
-    step_arguments = (noise,)
-    spec_augment = feature_shape = None  # drawn on the device
-    if clips_on_device(config, dataset):
-      clips, readable = device_data.load_clips(
-          dataset, 'training', on_device_settings.foreground_samples,
-          layout['sample_rate'], num_threads=config.data.num_threads or
-          data.pipeline.default_num_threads(), progress=progress)
-      _print(f'training clips on the device: {clips.nbytes / 2**20:,.0f} '
-             f'MiB ({clips.samples.dtype})')
-      windows = (None if window_bank is None else
-                 device_data.window_store(window_bank))
-      step_arguments += (clips, windows)
-      clip_length = layout['clip_samples']
-  step_arguments = jax.device_put(step_arguments, replicated)
-  train_step = jax.jit(
-      steps.make_train_step(model, optimizer, schedule, config,
-                            on_device_settings, clip_length),
-      in_shardings=(state_shardings, batch_sharding,
-                    *[replicated] * len(step_arguments)),
-      out_shardings=(state_shardings, replicated), donate_argnums=0)
+  inputs = training_inputs(config, model, optimizer, schedule, dataset, mesh,
+                           state_shardings, start, num_steps - start,
+                           progress)
   eval_step = jax.jit(steps.make_eval_step(model),
                       in_shardings=(state_shardings['params'], batch_sharding),
                       out_shardings=replicated)
-
-  acoustics, rooms = load_acoustics(config)
-  batches = data.train_batches(
-      dataset, config.train.batch_size, seed=config.train.seed,
-      start_step=start, num_steps=num_steps - start,
-      augmentation=audio_augmentation, spec_augment=spec_augment,
-      feature_shape=feature_shape,
-      windows=window_bank,
-      window_fraction=config.data.get('window_fraction', 0.0),
-      acoustics=acoustics, rooms=rooms, augment_on_device=on_device,
-      clips_on_device=readable,
-      num_threads=config.data.num_threads or None, **layout)
   eval_interval = config.train.eval_step_interval
   checkpoint_every = config.train.checkpoint_every or eval_interval
   bar = tqdm(total=num_steps, initial=start, disable=not progress,
              desc='train', unit='step', dynamic_ncols=True)
   started = time.time()
+  input_seconds = 0.0  # waiting for the loader
+  clock = _Clock(start, config.train.batch_size)
   try:
     for step in range(start, num_steps):
-      state, metrics = train_step(
-          state, parallel.put_batch(next(batches), batch_sharding),
-          *step_arguments)
+      waiting = time.perf_counter()
+      batch = parallel.put_batch(next(inputs.batches), batch_sharding)
+      input_seconds += time.perf_counter() - waiting
+      state, metrics = inputs.train_step(state, batch, *inputs.arguments)
       metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
       done = step + 1
       if not np.isfinite(metrics['loss']):
@@ -477,6 +519,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
       if done % config.train.log_every == 0 or done == num_steps:
         log.append(done, 'train', metrics)
         board.scalars('train', done, metrics)
+        board.scalars('train', done, clock.lap(done, input_seconds))
       if done % eval_interval == 0 or done == num_steps:
         result = evaluate(eval_step, state['params'], dataset, 'validation',
                           config, batch_sharding)
@@ -504,6 +547,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
     bar.close()
     board.close()
   seconds = time.time() - started
+  trained = (num_steps - start) * config.train.batch_size
 
   best_state = checkpoints.restore_best(state) or state
   best = evaluate(eval_step, best_state['params'], dataset, 'testing', config,
@@ -526,8 +570,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
   _print(f'test accuracy {best.accuracy:.2%} with the best weights (step '
          f'{int(best_state["step"])}, validation '
          f'{best_validation:.2%}), {last.accuracy:.2%} with the last; '
-         f'{num_steps - start} steps in {seconds:.0f} s. Artifacts in '
-         f'{workdir}')
+         f'{num_steps - start} steps in {seconds:.0f} s '
+         f'({trained / max(seconds, 1e-9):.0f} examples/s, '
+         f'{input_seconds / max(seconds, 1e-9):.0%} of the time waiting for '
+         f'the input pipeline). Artifacts in {workdir}')
   return {
       'test_accuracy': best.accuracy,
       'test_accuracy_last': last.accuracy,
@@ -537,6 +583,25 @@ def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
       'steps': num_steps,
       'workdir': workdir,
   }
+
+
+class _Clock:
+  """Training speed between two logged steps, for TensorBoard."""
+
+  def __init__(self, step: int, batch_size: int):
+    self._step, self._batch_size = step, batch_size
+    self._time, self._input = time.perf_counter(), 0.0
+
+  def lap(self, step: int, input_seconds: float) -> dict[str, float]:
+    """Examples per second and the share of the wall time spent waiting for
+    batches since the last lap."""
+    now = time.perf_counter()
+    elapsed = max(now - self._time, 1e-9)
+    lap = {'speed/examples_per_second':
+               (step - self._step) * self._batch_size / elapsed,
+           'speed/input_share': (input_seconds - self._input) / elapsed}
+    self._step, self._time, self._input = step, now, input_seconds
+    return lap
 
 
 def _validation_accuracy(rows: list[dict[str, Any]], step: int) -> float:
