@@ -70,7 +70,8 @@ def measure(model_name: str, path: str, args) -> dict[str, float]:
   (config.data.device_augmentation,
    config.data.clips_on_device) = PATHS[path]
   model = build_model(
-      config, auto_conv_implementation=cli.preferred_conv_implementation())
+      config, auto_conv_implementation=cli.preferred_conv_implementation(),
+      auto_chunk_frames=cli.preferred_chunk_frames())
   schedule = optim.learning_rate_schedule(config.schedule)
   optimizer = optim.make_optimizer(config.optimizer, schedule)
   mesh = parallel.make_mesh()

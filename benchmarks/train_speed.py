@@ -46,7 +46,7 @@ def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   from kws_jax import data  # pylint: disable=g-import-not-at-top
-  from kws_jax.cli import preferred_conv_implementation  # pylint: disable=g-import-not-at-top
+  from kws_jax.cli import preferred_chunk_frames, preferred_conv_implementation  # pylint: disable=g-import-not-at-top
   from kws_jax.models import build_model  # pylint: disable=g-import-not-at-top
   from kws_jax.train import optim, parallel, steps as train_steps  # pylint: disable=g-import-not-at-top
 
@@ -54,7 +54,8 @@ def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
   config.model.preprocess = preprocess
   config.train.batch_size = args.batch
   model = build_model(
-      config, auto_conv_implementation=preferred_conv_implementation())
+      config, auto_conv_implementation=preferred_conv_implementation(),
+      auto_chunk_frames=preferred_chunk_frames())
   schedule = optim.learning_rate_schedule(config.schedule)
   optimizer = optim.make_optimizer(config.optimizer, schedule)
   # Sharded over every device as the training loop does it (one device

@@ -108,7 +108,8 @@ def jax_step_ms(model, params) -> float:
 
 def train_examples_per_s(config) -> float:
   model = build_model(
-      config, auto_conv_implementation=cli.preferred_conv_implementation())
+      config, auto_conv_implementation=cli.preferred_conv_implementation(),
+      auto_chunk_frames=cli.preferred_chunk_frames())
   schedule = optim.learning_rate_schedule(config.schedule)
   optimizer = optim.make_optimizer(config.optimizer, schedule)
   state = steps.init_state(model, optimizer, 0)
@@ -136,7 +137,8 @@ def speeds(name: str, args, model=None, params=None) -> dict:
   workdir = os.path.join(args.out, name)
   if model is None:
     model = build_model(
-        config, auto_conv_implementation=cli.preferred_conv_implementation())
+        config, auto_conv_implementation=cli.preferred_conv_implementation(),
+        auto_chunk_frames=cli.preferred_chunk_frames())
     _, _, params = load_run(workdir)
   external = os.path.join(workdir, 'tflite_stream_state_external',
                           'stream_state_external.tflite')
@@ -156,7 +158,8 @@ def measure(name: str, args) -> dict:
   result = train_and_evaluate(config, workdir, progress=True)
   manifest = export_run(workdir, progress=True, micro=True)
   model = build_model(
-      config, auto_conv_implementation=cli.preferred_conv_implementation())
+      config, auto_conv_implementation=cli.preferred_conv_implementation(),
+      auto_chunk_frames=cli.preferred_chunk_frames())
   _, _, params = load_run(workdir)
   files = manifest['tflite']
   return {

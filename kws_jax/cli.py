@@ -89,6 +89,18 @@ def preferred_conv_implementation() -> str:
           else 'im2col')
 
 
+# The MFCC frontend's chunk_frames on the CPU: about 16 one-second clips at
+# a time ran fastest (benchmarks/frontend_speed.py, experiments/RESULTS.md).
+CPU_CHUNK_FRAMES = 1024
+
+
+def preferred_chunk_frames() -> int:
+  """``build_model(auto_chunk_frames=...)`` for this process's JAX backend:
+  ``CPU_CHUNK_FRAMES`` on the CPU, 0 (the whole batch at once) elsewhere."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return CPU_CHUNK_FRAMES if jax.default_backend() == 'cpu' else 0
+
+
 def configure_xla_cpu() -> None:
   """Adds ``FAST_CPU_FLAGS`` to ``XLA_FLAGS`` for the entry points.
 

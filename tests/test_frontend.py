@@ -210,6 +210,7 @@ def test_step_with_wrong_block_names_shapes():
     (dict(window_type='hamming'), "window_type is 'hamming'"),
     (dict(dft='dct'), "dft is 'dct'"),
     (dict(log_epsilon=0.0), 'log_epsilon is 0.0'),
+    (dict(chunk_frames=-1), 'chunk_frames is -1'),
 ])
 def test_bad_settings_fail_when_built(kwargs, fragment):
   with pytest.raises(ValueError, match='frontend') as error:
@@ -241,3 +242,24 @@ def test_a_time_stride_after_the_frontend_needs_semicausal_framing():
   config.frontend.padding = 'semicausal'
   model = build_model(config)
   assert model.block_size == 640  # two 20 ms frames per step
+
+
+@pytest.mark.parametrize('chunk_frames, batch', [(49, 5), (100, 7), (147, 3),
+                                                  (1, 4), (10_000, 4)])
+def test_features_in_chunks_equal_the_whole_batch(chunk_frames, batch, rng):
+  # 1 s clips have 49 frames: chunks of 1, 2 and 3 clips (the last one
+  # padded), a chunk smaller than a clip (one clip at a time) and one larger
+  # than the batch (no loop).
+  audio = np.stack([speech_like(rng) for _ in range(batch)]).astype(np.float32)
+  audio[1, 7000] = np.nan  # stays in its own clip's frames
+  whole = MfccFrontend().apply({}, jnp.asarray(audio))
+  chunked = jax.jit(lambda a: MfccFrontend(chunk_frames=chunk_frames).apply(
+      {}, a))(jnp.asarray(audio))
+  np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-4)
+  assert np.isnan(np.asarray(chunked)[1]).any()
+  assert np.isfinite(np.asarray(chunked)[np.arange(batch) != 1]).all()
+  noise = jnp.asarray(0.1 * rng.standard_normal((batch, 16000)), jnp.float32)
+  grads = [jax.grad(lambda a, f=frontend: jnp.sum(f.apply({}, a)))(noise)
+           for frontend in (MfccFrontend(),
+                            MfccFrontend(chunk_frames=chunk_frames))]
+  np.testing.assert_allclose(grads[1], grads[0], rtol=1e-4, atol=1e-4)

@@ -100,12 +100,15 @@ def quantization_aware(config: ml_collections.ConfigDict) -> bool:
 
 
 def build_model(config: ml_collections.ConfigDict, *,
-                auto_conv_implementation: str = 'im2col') -> Model:
+                auto_conv_implementation: str = 'im2col',
+                auto_chunk_frames: int = 0) -> Model:
   """Builds ``config.model`` for the clips and frontend of ``config``.
 
   ``auto_conv_implementation`` is what ``model.conv_implementation='auto'``
   becomes ('im2col' or 'xla': the same math and parameters, different
-  speed); the model itself reads nothing from the environment.
+  speed); ``auto_chunk_frames`` is the MFCC frontend's ``chunk_frames``
+  where ``config.frontend`` does not set it (again the same math). The
+  model itself reads nothing from the environment.
 
   With ``quantization.aware`` the layers after the frontend are
   ``kws_jax.layers.quantize.fake_quantized``: int8 rounding where the
@@ -145,6 +148,9 @@ def build_model(config: ml_collections.ConfigDict, *,
       # either Conv2D implementation.
       model_config.depthwise_implementation = 'taps'
   frontend = frontend_from_config(config)
+  if (isinstance(frontend, MfccFrontend) and
+      'chunk_frames' not in config.frontend):
+    frontend = dataclasses.replace(frontend, chunk_frames=auto_chunk_frames)
   labels = label_count(config)
   clip_samples = int(round(config.data.sample_rate *
                            config.data.clip_duration_ms / 1000.0))

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from kws_jax import atomic
 from kws_jax import config as kws_config
 from kws_jax import data
-from kws_jax.cli import preferred_conv_implementation
+from kws_jax.cli import preferred_chunk_frames, preferred_conv_implementation
 from kws_jax.data import device_augment
 from kws_jax.data import device_data
 from kws_jax.layers.base import trainable_mask
@@ -311,7 +311,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   # Everything a config can get wrong fails here, before data and compiling.
   check_config(config)
   model = build_model(
-      config, auto_conv_implementation=preferred_conv_implementation())
+      config, auto_conv_implementation=preferred_conv_implementation(),
+      auto_chunk_frames=preferred_chunk_frames())
   schedule = optim.learning_rate_schedule(config.schedule)
   optimizer = optim.make_optimizer(config.optimizer, schedule)
   num_steps = optim.total_steps(config.schedule)
