@@ -251,20 +251,20 @@ def test_device_augmentation_trains_resumes_and_gathers_exactly(tiny_data, tmp_p
   with pytest.raises(_Stop):
     train_and_evaluate(config, str(tmp_path / 'resumed'), progress=False,
                        selector=_stop)
-  resumed = train_and_evaluate(config, str(tmp_path / 'resumed'),
-                               progress=False)
+  _assert_same_run(config, tmp_path / 'resumed', reference, rows)
   assert 'resuming cnn' in capsys.readouterr().out
-  resumed['workdir'] = reference['workdir']
-  assert resumed == reference
-  assert _metrics_rows(tmp_path / 'resumed') == rows
   # The training split read once and gathered on the device: the same run.
   config.data.clips_on_device = 'on'
-  gathered = train_and_evaluate(config, str(tmp_path / 'gathered'),
-                                progress=False)
+  _assert_same_run(config, tmp_path / 'gathered', reference, rows)
   assert 'training clips on the device' in capsys.readouterr().out
-  gathered['workdir'] = reference['workdir']
-  assert gathered == reference
-  assert _metrics_rows(tmp_path / 'gathered') == rows
+
+
+def _assert_same_run(config, workdir, reference, rows):
+  """Trains ``config`` in ``workdir``: the results and metrics rows of
+  ``reference``."""
+  result = train_and_evaluate(config, str(workdir), progress=False)
+  assert dict(result, workdir=reference['workdir']) == reference
+  assert _metrics_rows(workdir) == rows
 
 
 def test_augment_keys_are_a_stream_of_their_own():
