@@ -17,7 +17,10 @@
 # A GPU image may carry JAX, Flax, Optax and Orbax but not every package
 # kws_jax imports, and reach no index: --wheels downloads those into
 # .gpu_wheels/ for the image's Python (PY_VERSION, default 3.12); the run
-# installs them from there without touching the network.
+# installs them from there without touching the network. .gpu_wheels/ and
+# gpu_results/ are git-ignored: a remote runner must carry the first (the
+# device tool's `carry`) and bring the second back. `SMALL=1` runs it all
+# in about 2 minutes on 2 CPU cores (checked there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=.gpu_wheels
