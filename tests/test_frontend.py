@@ -244,12 +244,12 @@ def test_a_time_stride_after_the_frontend_needs_semicausal_framing():
   assert model.block_size == 640  # two 20 ms frames per step
 
 
-@pytest.mark.parametrize('chunk_frames, batch', [(49, 5), (100, 7), (147, 3),
-                                                  (1, 4), (10_000, 4)])
+@pytest.mark.parametrize('chunk_frames, batch', [(100, 5), (1, 3),
+                                                  (10_000, 2)])
 def test_features_in_chunks_equal_the_whole_batch(chunk_frames, batch, rng):
-  # 1 s clips have 49 frames: chunks of 1, 2 and 3 clips (the last one
-  # padded), a chunk smaller than a clip (one clip at a time) and one larger
-  # than the batch (no loop).
+  # 1 s clips have 49 frames: chunks of 2 clips (the last one padded), a
+  # chunk smaller than a clip (one clip at a time) and one larger than the
+  # batch (no loop).
   audio = np.stack([speech_like(rng) for _ in range(batch)]).astype(np.float32)
   audio[1, 7000] = np.nan  # stays in its own clip's frames
   whole = MfccFrontend().apply({}, jnp.asarray(audio))
@@ -258,8 +258,10 @@ def test_features_in_chunks_equal_the_whole_batch(chunk_frames, batch, rng):
   np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-4)
   assert np.isnan(np.asarray(chunked)[1]).any()
   assert np.isfinite(np.asarray(chunked)[np.arange(batch) != 1]).all()
-  noise = jnp.asarray(0.1 * rng.standard_normal((batch, 16000)), jnp.float32)
+
+
+def test_gradients_through_chunks_equal_the_whole_batch(rng):
+  noise = jnp.asarray(0.1 * rng.standard_normal((3, 16000)), jnp.float32)
   grads = [jax.grad(lambda a, f=frontend: jnp.sum(f.apply({}, a)))(noise)
-           for frontend in (MfccFrontend(),
-                            MfccFrontend(chunk_frames=chunk_frames))]
+           for frontend in (MfccFrontend(), MfccFrontend(chunk_frames=100))]
   np.testing.assert_allclose(grads[1], grads[0], rtol=1e-4, atol=1e-4)
