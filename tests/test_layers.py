@@ -25,6 +25,8 @@ CONV_CASES = {
                                 feature_padding='same'),
     'xla_dilated': dict(kernel_size=(4, 3), dilation=(3, 2),
                         implementation='xla'),
+    # Pointwise: its gradients are matmuls (lax_conv._pointwise_gradients).
+    'xla_pointwise': dict(kernel_size=(1, 1), implementation='xla'),
     # Strided in time: blocks of the stride, each valid/causal/semicausal.
     't_stride2_k4_valid': dict(kernel_size=(4, 3), strides=(2, 1)),
     't_stride2_k3_valid': dict(kernel_size=(3, 3), strides=(2, 1)),
@@ -128,7 +130,7 @@ def test_custom_conv_vjp_equals_autodiff(case):
 
 @pytest.mark.parametrize('case', ['k5x3_dilated_t2', 'k5x2_feature_stride2',
                                   'k4x3_dilated_3x2', 'k1x3_stateless',
-                                  'k10x1'])
+                                  'k10x1', 'xla_pointwise'])
 @pytest.mark.parametrize('compute_dtype', [None, 'bfloat16'])
 @pytest.mark.parametrize('channels', [3, 24])  # kernel gradient by im2col; XLA
 def test_padding_free_lax_conv_gradient_equals_autodiff(case, compute_dtype,

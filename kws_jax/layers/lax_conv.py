@@ -68,6 +68,8 @@ def _forward(x, kernel, dilation, feature_stride, compute_dtype):
 
 def _backward(dilation, feature_stride, compute_dtype, residuals, grad):
   x, kernel = residuals
+  if kernel.shape[:2] == (1, 1) and feature_stride == 1:
+    return _pointwise_gradients(grad, x, kernel, compute_dtype)
   if kernel.shape[1] > 1 or x.shape[1] >= 2 * grad.shape[1]:
     grad_x = _input_gradient(grad, kernel, x.shape, dilation, feature_stride,
                              compute_dtype)
@@ -80,6 +82,26 @@ def _backward(dilation, feature_stride, compute_dtype, residuals, grad):
     (grad_x,) = input_vjp(grad)
   return grad_x, _kernel_gradient(grad, x, kernel, dilation, feature_stride,
                                   compute_dtype)
+
+
+def _pointwise_gradients(grad: Array, x: Array, kernel: Array,
+                         compute_dtype: str | None) -> tuple[Array, Array]:
+  """Gradients of a 1x1 convolution, a matmul over the channels.
+
+  XLA's kernel gradient of a convolution transposes the input to put the
+  batch last, a layout copy that took 750 ms of the DS-CNN's 3.1 s gradient
+  (its pointwise convolutions over 300 channels); as matmuls nothing is
+  transposed: ``dx = g W^T``, ``dW = x^T g`` over all positions.
+  """
+  dtype = compute_dtype or x.dtype
+  weights = kernel[0, 0].astype(dtype)  # [C, O]
+  grad_x = jnp.matmul(grad.astype(dtype), weights.T,
+                      preferred_element_type=x.dtype)
+  grad_kernel = jax.lax.dot_general(
+      x.reshape(-1, x.shape[-1]).astype(dtype),
+      grad.reshape(-1, grad.shape[-1]).astype(dtype),
+      (((0,), (0,)), ((), ())), preferred_element_type=kernel.dtype)
+  return grad_x, grad_kernel.reshape(kernel.shape)
 
 
 def _kernel_gradient(grad: Array, x: Array, kernel: Array,
