@@ -256,7 +256,9 @@ def test_bad_configs_fail_when_built(overrides, data, fragments):
     assert fragment in str(error.value)
 
 
-@pytest.mark.parametrize('xla_flags', ['', '--xla_cpu_experimental_ynn_fusion_type=dot'])
+@pytest.mark.parametrize('xla_flags', [
+    '', '--xla_cpu_experimental_ynn_fusion_type=dot',
+    '--xla_cpu_experimental_ynn_fusion_type=reduce'])
 def test_building_a_model_reads_no_environment(xla_flags, monkeypatch):
   monkeypatch.setenv('XLA_FLAGS', xla_flags)
 
