@@ -1,6 +1,6 @@
 """Frontend throughput: seconds of audio turned into MFCCs per second.
 
-    python benchmarks/frontend_speed.py [--clips 200] [--repeats 5]
+    python benchmarks/frontend_speed.py [--clips 200] [--repeats 15]
 
 Compares kws_jax's jitted MFCC frontend on a batch of 1 s clips (FFT and
 DFT-matmul variants; the whole batch at once and in chunks of about
@@ -24,7 +24,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.timing import median_seconds
+from benchmarks.timing import interleaved_median_seconds
 from kws_jax import cli
 from kws_jax.frontend import MfccFrontend
 
@@ -36,7 +36,8 @@ LIBROSA_SETTINGS = dict(sr=16000, n_mfcc=20, n_fft=1024, win_length=640,
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--clips', type=int, default=200)
-  parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--repeats', type=int, default=15,
+                      help='rounds; each times every implementation once')
   args = parser.parse_args()
   cli.configure_xla_cpu()
   rng = np.random.default_rng(0)
@@ -45,16 +46,15 @@ def main() -> None:
   print(f'{args.clips} clips of 1 s, 16 kHz, 20 MFCCs from 40 mel bins, '
         f'{jax.default_backend()} ({jax.devices()[0].device_kind}), '
         f'{os.cpu_count()} host cores')
-  rates = {}
   batch = jnp.asarray(audio)
+  calls = {}
   for dft in ('fft', 'matmul'):
     for chunk in (0, cli.CPU_CHUNK_FRAMES):
       frontend = MfccFrontend(dft=dft, chunk_frames=chunk)
       features = jax.jit(lambda a, f=frontend: f.apply({}, a))
-      seconds = median_seconds(lambda: features(batch), args.repeats,
-                               block=jax.block_until_ready)
       how = f'chunks of {chunk} frames' if chunk else 'whole batch'
-      rates[f'kws_jax, dft={dft}, {how}'] = seconds_of_audio / seconds
+      calls[f'kws_jax, dft={dft}, {how}'] = (
+          lambda f=features: jax.block_until_ready(f(batch)))
   try:
     import librosa  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -64,12 +64,13 @@ def main() -> None:
       for clip in audio:
         librosa.feature.mfcc(y=clip, **LIBROSA_SETTINGS)
 
-    seconds = median_seconds(clip_by_clip, max(1, args.repeats // 2))
-    rates['librosa.feature.mfcc, clip by clip'] = seconds_of_audio / seconds
-    seconds = median_seconds(
-        lambda: librosa.feature.mfcc(y=audio, **LIBROSA_SETTINGS),
-        max(1, args.repeats // 2))
-    rates['librosa.feature.mfcc, whole batch'] = seconds_of_audio / seconds
+    calls['librosa.feature.mfcc, clip by clip'] = clip_by_clip
+    calls['librosa.feature.mfcc, whole batch'] = (
+        lambda: librosa.feature.mfcc(y=audio, **LIBROSA_SETTINGS))
+  # Every implementation once per round, so that a slow spell of a shared
+  # machine falls on all of them.
+  seconds = interleaved_median_seconds(calls, args.repeats)
+  rates = {name: seconds_of_audio / value for name, value in seconds.items()}
   reference = rates.get('librosa.feature.mfcc, clip by clip')
   print(f'{"implementation":<46}{"audio s/s":>11}'
         + (f'{"vs librosa clip by clip":>26}' if reference else ''))

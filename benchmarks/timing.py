@@ -24,3 +24,24 @@ def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1,
     block(fn())
     times.append(time.perf_counter() - start)
   return statistics.median(times)
+
+
+def interleaved_median_seconds(fns: dict[str, Callable[[], Any]],
+                               rounds: int, warmup: int = 1,
+                               block: Callable[[Any], Any] = lambda r: r
+                               ) -> dict[str, float]:
+  """Median wall seconds of each of ``fns``, timed in turn in every round.
+
+  On a shared machine a slow spell then falls on all of them alike, not on
+  whichever ran during it.
+  """
+  for fn in fns.values():
+    for _ in range(warmup):
+      block(fn())
+  times = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      block(fn())
+      times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(values) for name, values in times.items()}

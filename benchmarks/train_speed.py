@@ -8,7 +8,9 @@ for each model (kws_jax and Keras alternating):
     inside the step as in training) with in-memory batches, with the XLA:CPU
     flags kws_jax's tools set (YNNPACK convolutions); for the CNN also with
     one host device per core (data parallel, as the training loop shards
-    batches) and with XLA's defaults (im2col convolutions);
+    batches), with ``train.microbatches`` (the batch's gradient summed
+    over micro-batches of 10 computed one after another; caches then hold
+    their activations) and with XLA's defaults (im2col convolutions);
   * the same architecture in Keras 3 (``kws_jax.keras_reference``,
     TensorFlow backend, oneDNN), trained with ``train_on_batch`` on MFCCs
     [49, 20];
@@ -53,6 +55,7 @@ def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
   config = model_config(args.model)
   config.model.preprocess = preprocess
   config.train.batch_size = args.batch
+  config.train.microbatches = args.microbatches
   model = build_model(
       config, auto_conv_implementation=preferred_conv_implementation(),
       auto_chunk_frames=preferred_chunk_frames())
@@ -61,7 +64,7 @@ def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
   # Sharded over every device as the training loop does it (one device
   # unless XLA_FLAGS forces several host devices).
   mesh = parallel.make_mesh()
-  parallel.check_batch_size(args.batch, mesh)
+  parallel.check_batch_size(args.batch, mesh, args.microbatches)
   replicated = parallel.replicated(mesh)
   batch_sharding = parallel.batch_sharding(mesh)
   state = jax.device_put(train_steps.init_state(model, optimizer, 0),
@@ -121,11 +124,13 @@ def keras_part(args) -> dict:
   return {'in_memory': args.batch / seconds, 'tf': tf.__version__}
 
 
-def run_part(part: str, args, env_overrides: dict) -> dict:
+def run_part(part: str, args, env_overrides: dict, microbatches: int = 1
+             ) -> dict:
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', **env_overrides)
   command = [sys.executable, __file__, '--part', part, '--batch',
              str(args.batch), '--steps', str(args.steps), '--data-dir',
-             args.data_dir, '--model', args.model]
+             args.data_dir, '--model', args.model, '--microbatches',
+             str(microbatches)]
   out = subprocess.run(command, env=env, capture_output=True, text=True,
                        check=False)
   if out.returncode:
@@ -141,6 +146,8 @@ def main() -> None:
   parser.add_argument('--model', default='cnn', choices=MODELS,
                       help=argparse.SUPPRESS)
   parser.add_argument('--part', default=None, help=argparse.SUPPRESS)
+  parser.add_argument('--microbatches', type=int, default=1,
+                      help=argparse.SUPPRESS)
   args = parser.parse_args()
 
   if args.part:  # child process
@@ -170,6 +177,8 @@ def main() -> None:
     rows.append((model, 'kws_jax', run_part('jax-fast', args, {})))
     rows.append((model, 'Keras 3 / TF', run_part('keras', args, {})))
     if model == 'cnn':
+      rows.append((model, f'kws_jax, {args.batch // 10} micro-batches',
+                   run_part('jax-fast', args, {}, args.batch // 10)))
       rows.append((model, f'kws_jax on {cores} host devices',
                    run_part('jax-fast', args, per_core)))
       rows.append((model, 'kws_jax, XLA defaults',

@@ -91,6 +91,8 @@ def test_warmup_ramps_linearly():
      'expected positive step counts'),
     ('train', 'batch_size', 0, 'train.batch_size is 0'),
     ('train', 'eval_step_interval', 0, 'train.eval_step_interval is 0'),
+    ('train', 'microbatches', 3,
+     'train.microbatches is 3, expected a divisor of train.batch_size (8)'),
     ('model', 'label_count', 5, 'model.label_count is 5 but the data has 4'),
     ('data', 'wanted_words', 'yes,maybe', "'maybe'"),
     ('data', 'device_augmentation', 'gpu',

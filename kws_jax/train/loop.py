@@ -78,6 +78,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if getattr(train, field) < 1:
       raise ValueError(f'train.{field} is {getattr(train, field)}, expected '
                        '>= 1.')
+  if train.microbatches < 1 or train.batch_size % train.microbatches:
+    raise ValueError(
+        f'train.microbatches is {train.microbatches}, expected a divisor of '
+        f'train.batch_size ({train.batch_size}).')
   if train.checkpoint_every < 0:
     raise ValueError(f'train.checkpoint_every is {train.checkpoint_every}, '
                      'expected >= 0 (0: at every evaluation).')
@@ -317,7 +321,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   optimizer = optim.make_optimizer(config.optimizer, schedule)
   num_steps = optim.total_steps(config.schedule)
   mesh = parallel.make_mesh()
-  parallel.check_batch_size(config.train.batch_size, mesh)
+  parallel.check_batch_size(config.train.batch_size, mesh,
+                           config.train.microbatches)
 
   dataset = load_dataset(config)
   if len(dataset.labels) != model.label_count:

@@ -34,12 +34,20 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
-def check_batch_size(batch_size: int, mesh: Mesh) -> None:
-  """Raises unless ``batch_size`` splits evenly over the mesh's devices."""
+def check_batch_size(batch_size: int, mesh: Mesh, microbatches: int = 1
+                     ) -> None:
+  """Raises unless ``batch_size`` and each of its ``microbatches`` split
+  evenly over the mesh's devices."""
   if batch_size < 1 or batch_size % mesh.size:
     raise ValueError(
         f'train.batch_size is {batch_size}, which does not divide over the '
         f'{mesh.size} devices; use a multiple of {mesh.size}.')
+  if (batch_size // microbatches) % mesh.size:
+    raise ValueError(
+        f'train.microbatches is {microbatches}: micro-batches of '
+        f'{batch_size // microbatches} rows do not divide over the '
+        f'{mesh.size} devices; use batch_size / microbatches a multiple of '
+        f'{mesh.size}.')
 
 
 def put_batch(batch: Batch, sharding: NamedSharding) -> dict[str, jax.Array]:

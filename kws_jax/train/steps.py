@@ -9,6 +9,7 @@ keys as an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -69,13 +70,20 @@ def train_logits(model: Model, params: Any, batch: dict[str, jax.Array],
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
-                  label_smoothing: float = 0.0) -> jax.Array:
-  """Weighted mean softmax cross entropy (rows of weight 0 do not count)."""
+                  label_smoothing: float = 0.0,
+                  total_weight: jax.Array | None = None) -> jax.Array:
+  """Weighted mean softmax cross entropy (rows of weight 0 do not count).
+
+  ``total_weight``: the denominator's weight sum when these rows are one
+  micro-batch of a larger batch (default: their own weights' sum).
+  """
   targets = jax.nn.one_hot(labels, logits.shape[-1])
   if label_smoothing:
     targets = optax.smooth_labels(targets, label_smoothing)
   losses = optax.softmax_cross_entropy(logits, targets)
-  return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+  if total_weight is None:
+    total_weight = jnp.sum(weights)
+  return jnp.sum(losses * weights) / jnp.maximum(total_weight, 1.0)
 
 
 def l2_penalty(params: Any) -> jax.Array:
@@ -115,25 +123,50 @@ def make_train_step(
   of the window bank (None without one), and the step first gathers the
   batch's audio from them.
 
+  With ``config.train.microbatches`` k > 1 the step computes the gradient
+  of the same batch loss as the sum of k gradients over micro-batches of
+  ``B / k`` rows (rows ``i, i + k, ...``), one after another: on a CPU the
+  caches then hold a micro-batch's activations (XLA:CPU's peak memory stays
+  that of the whole batch). Dropout
+  masks are drawn per micro-batch (``fold_in(key, i)``) and BatchNorm
+  normalizes with each micro-batch's statistics; its running statistics
+  take the mean of the micro-batches' updates.
+
   Metrics: loss (cross entropy, without the L2 term), accuracy, learning
   rate and global gradient norm, all scalars.
   """
   seed = config.train.seed
   l2 = config.optimizer.l2_weight_decay
   smoothing = config.optimizer.label_smoothing
+  microbatches = config.train.microbatches
+
+  def gradients(params, batch, rng, total_weight, with_l2):
+    def loss_fn(params):
+      logits, statistics = train_logits(model, params, batch, rng)
+      loss = cross_entropy(logits, batch['label'], batch['weight'], smoothing,
+                           total_weight)
+      total = loss + l2 * l2_penalty(params) if l2 and with_l2 else loss
+      return total, (loss, logits, statistics)
+
+    return jax.grad(loss_fn, has_aux=True)(params)
 
   def train_step(state, batch):
     step = state['step']
     rng = jax.random.fold_in(jax.random.key(seed), step)
-
-    def loss_fn(params):
-      logits, statistics = train_logits(model, params, batch, rng)
-      loss = cross_entropy(logits, batch['label'], batch['weight'], smoothing)
-      total = loss + l2 * l2_penalty(params) if l2 else loss
-      return total, (loss, logits, statistics)
-
-    grads, (loss, logits, statistics) = jax.grad(loss_fn, has_aux=True)(
-        state['params'])
+    total_weight = jnp.sum(batch['weight'])
+    parts = split_microbatches(batch, microbatches)
+    # One micro-batch after another, each of the whole batch's loss
+    # denominator: the summed gradients are the batch's. The L2 term's
+    # gradient is added once.
+    results = [
+        gradients(state['params'], part,
+                  rng if len(parts) == 1 else jax.random.fold_in(rng, i),
+                  total_weight, with_l2=i == 0)
+        for i, part in enumerate(parts)]
+    grads = _tree_sum([grads for grads, _ in results])
+    loss = _tree_sum([loss for _, (loss, _, _) in results])
+    logits = jnp.concatenate([logits for _, (_, logits, _) in results])
+    statistics = _tree_mean([stats for _, (_, _, stats) in results])
     updates, opt_state = optimizer.update(grads, state['opt_state'],
                                           state['params'])
     # The optimizer leaves non-trainable params alone; the training form
@@ -142,10 +175,11 @@ def make_train_step(
                            updates, trainable_mask(state['params']))
     params = merge_updates(optax.apply_updates(state['params'], updates),
                            statistics)
+    labels = jnp.concatenate([part['label'] for part in parts])
+    weights = jnp.concatenate([part['weight'] for part in parts])
     metrics = {
         'loss': loss,
-        'accuracy': _weighted_accuracy(logits, batch['label'],
-                                       batch['weight']),
+        'accuracy': _weighted_accuracy(logits, labels, weights),
         'learning_rate': jnp.asarray(schedule(step), jnp.float32),
         'grad_norm': optax.tree.norm(grads),
     }
@@ -195,6 +229,37 @@ def make_eval_step(model: Model) -> Callable[[Any, dict[str, jax.Array]],
     }
 
   return eval_step
+
+
+def split_microbatches(batch: dict[str, jax.Array], count: int
+                       ) -> list[dict[str, jax.Array]]:
+  """``count`` micro-batches of ``batch``: number ``i`` holds rows ``i, i +
+  count, i + 2 count, ...`` (so that each device's shard of a batch split
+  over devices stays on that device).
+
+  Raises:
+    ValueError: when ``count`` is below 1 or does not divide the batch.
+  """
+  rows = batch['label'].shape[0]
+  if count < 1 or rows % count:
+    raise ValueError(f'train.microbatches is {count}, which does not divide '
+                     f'a batch of {rows} rows; use a divisor of {rows}.')
+  if count == 1:
+    return [batch]
+  strided = {name: value.reshape(rows // count, count, *value.shape[1:])
+             for name, value in batch.items()}
+  return [{name: value[:, i] for name, value in strided.items()}
+          for i in range(count)]
+
+
+def _tree_sum(trees: list[Any]) -> Any:
+  return functools.reduce(lambda a, b: jax.tree.map(jnp.add, a, b), trees)
+
+
+def _tree_mean(trees: list[Any]) -> Any:
+  if len(trees) == 1:
+    return trees[0]
+  return jax.tree.map(lambda *leaves: sum(leaves) / len(leaves), *trees)
 
 
 def _weighted_accuracy(logits, labels, weights):

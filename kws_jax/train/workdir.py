@@ -35,7 +35,8 @@ RESUMABLE_FIELDS = ('data.num_threads', 'train.log_every', 'train.max_to_keep')
 # other draws than the host's, from the same distributions.)
 ADDED_FIELDS = {'frontend.padding': ('valid',),
                 'data.device_augmentation': ('off', 'auto'),
-                'data.clips_on_device': ('off', 'auto', 'on')}
+                'data.clips_on_device': ('off', 'auto', 'on'),
+                'train.microbatches': (1,)}
 WORKING_DIRECTORY_FILE = 'working_directory.txt'
 LOCK_FILE = '.lock'
 
