@@ -127,10 +127,10 @@ def make_train_step(
   of the same batch loss as the sum of k gradients over micro-batches of
   ``B / k`` rows (rows ``i, i + k, ...``), one after another: on a CPU the
   caches then hold a micro-batch's activations (XLA:CPU's peak memory stays
-  that of the whole batch). Dropout
-  masks are drawn per micro-batch (``fold_in(key, i)``) and BatchNorm
-  normalizes with each micro-batch's statistics; its running statistics
-  take the mean of the micro-batches' updates.
+  that of the whole batch). Dropout masks are drawn per micro-batch
+  (``fold_in(key, i)``) and BatchNorm normalizes with each micro-batch's
+  statistics; its running statistics take the mean of the micro-batches'
+  updates.
 
   Metrics: loss (cross entropy, without the L2 term), accuracy, learning
   rate and global gradient norm, all scalars.
@@ -163,7 +163,7 @@ def make_train_step(
                   rng if len(parts) == 1 else jax.random.fold_in(rng, i),
                   total_weight, with_l2=i == 0)
         for i, part in enumerate(parts)]
-    grads = _tree_sum([grads for grads, _ in results])
+    grads = _tree_sum([part_grads for part_grads, _ in results])
     loss = _tree_sum([loss for _, (loss, _, _) in results])
     logits = jnp.concatenate([logits for _, (_, logits, _) in results])
     statistics = _tree_mean([stats for _, (_, _, stats) in results])
