@@ -71,7 +71,7 @@ def jax_part(args, preprocess: str = 'mfcc', pipeline: bool = False) -> dict:
                          replicated)
   state_shardings = jax.tree.map(lambda _: replicated, state)
   step_fn = jax.jit(train_steps.make_train_step(model, optimizer, schedule,
-                                                config),
+                                                config, mesh=mesh),
                     in_shardings=(state_shardings, batch_sharding),
                     out_shardings=(state_shardings, replicated),
                     donate_argnums=0)

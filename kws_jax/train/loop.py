@@ -443,7 +443,7 @@ def training_inputs(config: ml_collections.ConfigDict, model: Model,
   arguments = jax.device_put(arguments, replicated)
   train_step = jax.jit(
       steps.make_train_step(model, optimizer, schedule, config,
-                            on_device_settings, clip_length),
+                            on_device_settings, clip_length, mesh),
       in_shardings=(state_shardings, parallel.batch_sharding(mesh),
                     *[replicated] * len(arguments)),
       out_shardings=(state_shardings, replicated), donate_argnums=0)
@@ -491,7 +491,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, model: Model,
   inputs = training_inputs(config, model, optimizer, schedule, dataset, mesh,
                            state_shardings, start, num_steps - start,
                            progress)
-  eval_step = jax.jit(steps.make_eval_step(model),
+  eval_step = jax.jit(steps.make_eval_step(model, mesh),
                       in_shardings=(state_shardings['params'], batch_sharding),
                       out_shardings=replicated)
   eval_interval = config.train.eval_step_interval

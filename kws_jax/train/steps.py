@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from jax.sharding import Mesh, PartitionSpec
 
 from kws_jax.data import device_augment
 from kws_jax.data import device_data
@@ -38,34 +39,49 @@ def init_state(model: Model, optimizer: optax.GradientTransformation,
           'opt_state': optimizer.init(params)}
 
 
-def _features(model: Model, batch: dict[str, jax.Array]) -> jax.Array:
-  """The frontend's features of ``batch['audio']``, SpecAugment masks applied."""
-  features = model.frontend.apply({}, batch['audio'])
+def _features(model: Model, batch: dict[str, jax.Array],
+              mesh: Mesh | None = None) -> jax.Array:
+  """The frontend's features of ``batch['audio']``, SpecAugment masks applied.
+
+  With a ``mesh`` of several devices over which the batch is split, each
+  device computes the features of its own rows: XLA's SPMD partitioner does
+  not split an FFT along the batch (it would gather every device's frames
+  and compute the whole batch's FFT on each device).
+  """
+  frontend = lambda audio: model.frontend.apply({}, audio)
+  if mesh is not None and mesh.size > 1:
+    rows = PartitionSpec(mesh.axis_names)
+    frontend = jax.shard_map(frontend, mesh=mesh, in_specs=rows,
+                             out_specs=rows)
+  features = frontend(batch['audio'])
   if 'time_mask' in batch:
     features = (features * batch['time_mask'][:, :, None] *
                 batch['frequency_mask'][:, None, :])
   return features
 
 
-def model_logits(model: Model, params: Any, batch: dict[str, jax.Array]
-                 ) -> jax.Array:
+def model_logits(model: Model, params: Any, batch: dict[str, jax.Array],
+                 mesh: Mesh | None = None) -> jax.Array:
   """Inference logits ``[batch, labels]`` of the clips in ``batch['audio']``.
 
   Features come from the model's frontend (inside the model for raw-audio
   models, applied here for feature models); SpecAugment masks in the batch
   (``time_mask [B, T]``, ``frequency_mask [B, F]``) are multiplied in.
+  ``mesh``: the devices the batch is split over (see ``_features``).
   """
-  return model.body.apply(params, _features(model, batch))[:, -1]
+  return model.body.apply(params, _features(model, batch, mesh))[:, -1]
 
 
 def train_logits(model: Model, params: Any, batch: dict[str, jax.Array],
-                 rng: jax.Array) -> tuple[jax.Array, Any]:
+                 rng: jax.Array, mesh: Mesh | None = None
+                 ) -> tuple[jax.Array, Any]:
   """``(logits [batch, labels], updates)`` of the training form.
 
   ``updates``: new values of non-trainable params (BatchNorm statistics).
+  ``mesh``: the devices the batch is split over (see ``_features``).
   """
-  outputs, updates = model.body.apply_train(params, _features(model, batch),
-                                            rng=rng)
+  outputs, updates = model.body.apply_train(
+      params, _features(model, batch, mesh), rng=rng)
   return outputs[:, -1], updates
 
 
@@ -107,6 +123,7 @@ def make_train_step(
     schedule: optax.Schedule, config: ml_collections.ConfigDict,
     device_augmentation: device_augment.DeviceAugmentation | None = None,
     clips_on_device: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[..., tuple[State, Metrics]]:
   """``train_step(state, batch) -> (state, metrics)`` (not yet jitted).
 
@@ -132,6 +149,10 @@ def make_train_step(
   statistics; its running statistics take the mean of the micro-batches'
   updates.
 
+  ``mesh``: the devices the step's batch is split over (its leading axis
+  over all of the mesh's axes), so that each computes its own rows'
+  features.
+
   Metrics: loss (cross entropy, without the L2 term), accuracy, learning
   rate and global gradient norm, all scalars.
   """
@@ -142,7 +163,7 @@ def make_train_step(
 
   def gradients(params, batch, rng, total_weight, with_l2):
     def loss_fn(params):
-      logits, statistics = train_logits(model, params, batch, rng)
+      logits, statistics = train_logits(model, params, batch, rng, mesh)
       loss = cross_entropy(logits, batch['label'], batch['weight'], smoothing,
                            total_weight)
       total = loss + l2 * l2_penalty(params) if l2 and with_l2 else loss
@@ -206,9 +227,11 @@ def make_train_step(
   return gathering_train_step
 
 
-def make_eval_step(model: Model) -> Callable[[Any, dict[str, jax.Array]],
-                                             Metrics]:
+def make_eval_step(model: Model, mesh: Mesh | None = None
+                   ) -> Callable[[Any, dict[str, jax.Array]], Metrics]:
   """``eval_step(params, batch) -> sums`` over the batch (not yet jitted).
+
+  ``mesh``: the devices the batch is split over (see ``make_train_step``).
 
   Returns the weighted counts ``correct`` and ``count``, the summed
   ``loss`` and the per-row ``prediction`` (argmax), so that a split's
@@ -216,7 +239,7 @@ def make_eval_step(model: Model) -> Callable[[Any, dict[str, jax.Array]],
   """
 
   def eval_step(params, batch):
-    logits = model_logits(model, params, batch)
+    logits = model_logits(model, params, batch, mesh)
     weights = batch['weight']
     losses = optax.softmax_cross_entropy_with_integer_labels(
         logits, batch['label'])
